@@ -1,0 +1,195 @@
+//! Command-line flags (with Rasa's names) and `endpoints.yml`.
+//!
+//! Every flag of `palaver run` can also be set with a `PALAVER_*` environment
+//! variable, so that containers can be configured without a command line.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use crate::yaml;
+
+/// palaver: a Rasa-compatible dialogue server.
+#[derive(Debug, Parser)]
+#[command(name = "palaver", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// palaver's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a Rasa project (like `rasa run`).
+    Run(RunArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `palaver run`, named as `rasa run` names them.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The Rasa project folder (domain.yml, config.yml, data/, endpoints.yml).
+    #[arg(default_value = ".", env = "PALAVER_PROJECT")]
+    pub project: PathBuf,
+    /// Port to listen on.
+    #[arg(short, long, default_value_t = 5005, env = "PALAVER_PORT")]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(short, long, default_value = "0.0.0.0", env = "PALAVER_INTERFACE")]
+    pub interface: String,
+    /// Serve the HTTP API (otherwise only `/` and the channel webhooks).
+    #[arg(long, env = "PALAVER_ENABLE_API")]
+    pub enable_api: bool,
+    /// Token that API requests must give as `?token=`.
+    #[arg(short = 't', long, env = "PALAVER_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Secret (HS*) or public key in PEM (RS*/ES*/EdDSA) for JWT auth.
+    #[arg(long, env = "PALAVER_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// JWT algorithm.
+    #[arg(long, default_value = "HS256", env = "PALAVER_JWT_METHOD")]
+    pub jwt_method: String,
+    /// Endpoints file (tracker store, lock store, action server...).
+    #[arg(long, default_value = "endpoints.yml", env = "PALAVER_ENDPOINTS")]
+    pub endpoints: PathBuf,
+    /// Credentials file (input channels).
+    #[arg(long, default_value = "credentials.yml", env = "PALAVER_CREDENTIALS")]
+    pub credentials: PathBuf,
+    /// Allowed CORS origins (`*` for any).
+    #[arg(long, num_args = 0.., value_delimiter = ',', env = "PALAVER_CORS")]
+    pub cors: Vec<String>,
+    /// Domain file or folder (default: domain.yml or domain/ in the project).
+    #[arg(long, env = "PALAVER_DOMAIN")]
+    pub domain: Option<PathBuf>,
+    /// Config file (default: config.yml in the project).
+    #[arg(long, env = "PALAVER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = 100_000_000, env = "PALAVER_MAX_BODY_SIZE")]
+    pub max_body_size: usize,
+    /// How many conversations to keep in memory.
+    #[arg(long, default_value_t = 10_000, env = "PALAVER_TRACKER_CACHE_SIZE")]
+    pub tracker_cache_size: usize,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PALAVER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+impl RunArgs {
+    /// Resolves a file flag: as given if it exists, else inside the project folder.
+    pub fn project_file(&self, p: &Path) -> Option<PathBuf> {
+        if p.exists() {
+            Some(p.to_path_buf())
+        } else {
+            let inside = self.project.join(p);
+            inside.exists().then_some(inside)
+        }
+    }
+}
+
+/// A configuration mistake, with a message that says what to change.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Where conversations are stored (`tracker_store:` in endpoints.yml).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrackerStoreConfig {
+    /// In memory, lost on restart.
+    InMemory,
+    /// A SQLite file.
+    Sqlite(PathBuf),
+}
+
+/// The parts of endpoints.yml palaver uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoints {
+    /// Conversation storage; SQLite `palaver.db` in the working directory by default.
+    pub tracker_store: TrackerStoreConfig,
+    /// The whole file, for the parts other modules read.
+    pub raw: Value,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            tracker_store: TrackerStoreConfig::Sqlite(PathBuf::from("palaver.db")),
+            raw: Value::Null,
+        }
+    }
+}
+
+impl Endpoints {
+    /// Reads endpoints.yml, substituting `${ENV_VAR}`s as Rasa does.
+    pub fn load(path: &Path) -> Result<Endpoints, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let text = yaml::substitute_env(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let raw = yaml::parse_str(&text, &path.display().to_string()).map_err(|e| ConfigError(e.to_string()))?;
+        Endpoints::from_value(raw).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Interprets a parsed endpoints file.
+    pub fn from_value(raw: Value) -> Result<Endpoints, ConfigError> {
+        let mut endpoints = Endpoints::default();
+        if let Some(ts) = raw.get("tracker_store").filter(|v| !v.is_null()) {
+            endpoints.tracker_store = tracker_store(ts)?;
+        }
+        endpoints.raw = raw;
+        Ok(endpoints)
+    }
+}
+
+fn tracker_store(ts: &Value) -> Result<TrackerStoreConfig, ConfigError> {
+    let kind = ts
+        .get("type")
+        .or_else(|| ts.get("store_type"))
+        .and_then(Value::as_str)
+        .unwrap_or("in_memory")
+        .to_ascii_lowercase();
+    match kind.as_str() {
+        "in_memory" => Ok(TrackerStoreConfig::InMemory),
+        "sql" => {
+            let dialect = ts.get("dialect").and_then(Value::as_str).unwrap_or("sqlite");
+            match dialect {
+                "sqlite" => {
+                    let db = ts.get("db").and_then(Value::as_str).unwrap_or("rasa.db");
+                    Ok(TrackerStoreConfig::Sqlite(PathBuf::from(db)))
+                }
+                other => Err(ConfigError(format!(
+                    "tracker_store: the SQL dialect '{other}' is not supported by this palaver \
+                     version; use 'sqlite' (or type: in_memory)"
+                ))),
+            }
+        }
+        other => Err(ConfigError(format!(
+            "tracker_store: unknown type '{other}'; palaver supports 'SQL' (dialect sqlite) and 'in_memory'"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tracker_store_shapes() {
+        assert_eq!(Endpoints::from_value(Value::Null).unwrap().tracker_store, TrackerStoreConfig::Sqlite("palaver.db".into()));
+        let e = Endpoints::from_value(json!({"tracker_store": {"type": "SQL", "dialect": "sqlite", "db": "x.db"}})).unwrap();
+        assert_eq!(e.tracker_store, TrackerStoreConfig::Sqlite("x.db".into()));
+        let e = Endpoints::from_value(json!({"tracker_store": {"store_type": "in_memory"}})).unwrap();
+        assert_eq!(e.tracker_store, TrackerStoreConfig::InMemory);
+        assert!(Endpoints::from_value(json!({"tracker_store": {"type": "mongod"}})).is_err());
+    }
+}

@@ -1,0 +1,25 @@
+//! # palaver
+//!
+//! A Rasa-compatible dialogue server. palaver loads a Rasa project (`domain.yml`,
+//! `config.yml`, `data/`, `endpoints.yml`, `credentials.yml`) unchanged and serves
+//! Rasa's HTTP API with the same JSON, the same events and the same effect on the
+//! conversation, from one small binary.
+//!
+//! Data flows one way: HTTP ([`server`]) → auth ([`server::auth`]) → the processor
+//! ([`processor`]: lock, load the tracker, log events) → the stores ([`stores`]).
+//! The core types — [`events`], [`tracker`], [`domain`], [`slots`] — are pure: they
+//! know nothing of HTTP or storage.
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod processor;
+pub mod server;
+pub mod slots;
+pub mod stores;
+#[path = "story_stub.rs"]
+pub mod story;
+pub mod tracker;
+pub mod yaml;

@@ -1,0 +1,20 @@
+//! The `palaver` command.
+
+use clap::Parser;
+use palaver::config::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => {
+            palaver::cli::init_logging(args.log_format);
+            if let Err(e) = palaver::cli::run(args).await {
+                tracing::error!("{e:#}");
+                eprintln!("error: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,293 @@
+//! The processor: the one place where conversations change.
+//!
+//! Every change follows the same path: take the conversation's lock, load its tracker
+//! (from a cache, or from the tracker store), log events on it, append them to the
+//! store, and only then answer. [`Conversations::open`] gives a [`ConversationTxn`]
+//! for that; if anything fails before [`ConversationTxn::commit`], the cached tracker
+//! is dropped and the next request reads the store again, so the cache never holds
+//! events the store does not.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use serde_json::Value;
+
+use crate::agent::Agent;
+use crate::events::{Event, EventKind, JsonMap, ACTION_LISTEN, ACTION_SESSION_START};
+use crate::slots::SESSION_STARTED_METADATA;
+use crate::stores::{ConversationLock, LockStore, StoreError, TrackerStore};
+use crate::tracker::DialogueStateTracker;
+
+type SharedTracker = Arc<RwLock<DialogueStateTracker>>;
+
+fn read(t: &SharedTracker) -> RwLockReadGuard<'_, DialogueStateTracker> {
+    t.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Recently used trackers, so that a request does not replay a long history.
+///
+/// Entries are only inserted by a request that holds the conversation's lock, so a
+/// cached tracker always matches the store. When the cache is full an arbitrary entry
+/// is dropped.
+struct TrackerCache {
+    map: Mutex<HashMap<String, SharedTracker>>,
+    capacity: usize,
+}
+
+impl TrackerCache {
+    fn get(&self, sender_id: &str) -> Option<SharedTracker> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sender_id)
+            .cloned()
+    }
+
+    fn insert(&self, sender_id: &str, tracker: SharedTracker) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.capacity && !map.contains_key(sender_id) {
+            if let Some(victim) = map.keys().next().cloned() {
+                map.remove(&victim);
+            }
+        }
+        map.insert(sender_id.to_owned(), tracker);
+    }
+
+    fn remove(&self, sender_id: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(sender_id);
+    }
+
+    fn clear(&self) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// The stores behind all conversations, and the tracker cache in front of them.
+pub struct Conversations {
+    store: Arc<dyn TrackerStore>,
+    locks: Arc<dyn LockStore>,
+    cache: TrackerCache,
+}
+
+impl Conversations {
+    /// Conversations kept in `store`, locked with `locks`; at most `cache_capacity`
+    /// trackers are kept in memory.
+    pub fn new(store: Arc<dyn TrackerStore>, locks: Arc<dyn LockStore>, cache_capacity: usize) -> Self {
+        Conversations {
+            store,
+            locks,
+            cache: TrackerCache {
+                map: Mutex::new(HashMap::new()),
+                capacity: cache_capacity.max(1),
+            },
+        }
+    }
+
+    /// The tracker store.
+    pub fn store(&self) -> &Arc<dyn TrackerStore> {
+        &self.store
+    }
+
+    /// Forgets every cached tracker (after the domain changed).
+    pub fn clear_cache(&self) {
+        self.cache.clear();
+    }
+
+    async fn load(&self, sender_id: &str, agent: &Agent) -> Result<SharedTracker, StoreError> {
+        if let Some(t) = self.cache.get(sender_id) {
+            return Ok(t);
+        }
+        let events = self.store.retrieve(sender_id).await?.unwrap_or_default();
+        let tracker = DialogueStateTracker::recreate(sender_id, agent.slots.clone(), events);
+        let shared = Arc::new(RwLock::new(tracker));
+        self.cache.insert(sender_id, shared.clone());
+        Ok(shared)
+    }
+
+    /// Locks a conversation for changes and loads its tracker.
+    pub async fn open(&self, sender_id: &str, agent: Arc<Agent>) -> Result<ConversationTxn<'_>, StoreError> {
+        let lock = self.locks.lock(sender_id).await?;
+        let tracker = self.load(sender_id, &agent).await?;
+        Ok(ConversationTxn {
+            conversations: self,
+            agent,
+            sender_id: sender_id.to_owned(),
+            _lock: lock,
+            tracker,
+            pending: Vec::new(),
+            finished: false,
+        })
+    }
+
+    /// The current tracker of a conversation, for reading. A cached tracker is read
+    /// without waiting for the conversation's lock.
+    pub async fn read(&self, sender_id: &str, agent: &Agent) -> Result<ReadTracker, StoreError> {
+        if let Some(t) = self.cache.get(sender_id) {
+            return Ok(ReadTracker(t));
+        }
+        let _lock = self.locks.lock(sender_id).await?;
+        Ok(ReadTracker(self.load(sender_id, agent).await?))
+    }
+
+    /// Whether the store holds any event of the conversation.
+    pub async fn exists(&self, sender_id: &str, agent: &Agent) -> Result<bool, StoreError> {
+        Ok(!self.read(sender_id, agent).await?.get().events().is_empty())
+    }
+}
+
+/// The events of Rasa's default session start for `tracker`, in order:
+/// [`session_started_metadata` slot], `action_session_start`, `session_started`, the
+/// slots carried over from the applied events (if the domain says so), `action_listen`.
+pub fn session_start_events(agent: &Agent, tracker: &DialogueStateTracker, metadata: Option<&JsonMap>) -> Vec<Event> {
+    let mut events = Vec::new();
+    let metadata_slot = metadata.filter(|m| !m.is_empty()).map(|m| {
+        Event::new(EventKind::Slot {
+            name: SESSION_STARTED_METADATA.into(),
+            value: Value::Object(m.clone()),
+        })
+    });
+    events.extend(metadata_slot.clone());
+    events.push(Event::action(ACTION_SESSION_START, None, Some(1.0)));
+    events.push(Event::new(EventKind::SessionStarted));
+    if agent.domain.session_config.carry_over_slots_to_new_session {
+        let applied = tracker.applied_events();
+        let slots = applied
+            .into_iter()
+            .cloned()
+            .chain(metadata_slot)
+            .filter(|e| matches!(e.kind, EventKind::Slot { .. }));
+        for e in slots {
+            events.push(Event {
+                timestamp: crate::events::now(),
+                metadata: e.metadata,
+                kind: e.kind,
+            });
+        }
+    }
+    events.push(Event::action(ACTION_LISTEN, None, None));
+    events
+}
+
+/// A conversation's tracker, shared with the cache; see [`ReadTracker::get`].
+pub struct ReadTracker(SharedTracker);
+
+impl ReadTracker {
+    /// Borrows the tracker. Keep the guard short: writers wait for it.
+    pub fn get(&self) -> RwLockReadGuard<'_, DialogueStateTracker> {
+        read(&self.0)
+    }
+}
+
+/// A conversation locked for changes. Log events with [`ConversationTxn::log`]; they
+/// are stored by [`ConversationTxn::commit`]. Dropping it uncommitted forgets them.
+pub struct ConversationTxn<'a> {
+    conversations: &'a Conversations,
+    agent: Arc<Agent>,
+    sender_id: String,
+    _lock: ConversationLock,
+    tracker: SharedTracker,
+    pending: Vec<Event>,
+    finished: bool,
+}
+
+impl ConversationTxn<'_> {
+    /// The tracker with the events logged so far.
+    pub fn tracker(&self) -> RwLockReadGuard<'_, DialogueStateTracker> {
+        read(&self.tracker)
+    }
+
+    /// The conversation id.
+    pub fn sender_id(&self) -> &str {
+        &self.sender_id
+    }
+
+    /// The loaded bot.
+    pub fn agent(&self) -> &Arc<Agent> {
+        &self.agent
+    }
+
+    /// Logs an event: stamps its metadata, applies it to the tracker and queues it for
+    /// storing.
+    pub fn log(&mut self, mut event: Event) {
+        self.agent.stamp(&mut event);
+        self.pending.push(event.clone());
+        self.tracker
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .update(event);
+    }
+
+    /// Logs Rasa's default session start (see [`session_start_events`]).
+    pub fn start_session(&mut self, metadata: Option<&JsonMap>) {
+        let events = session_start_events(&self.agent, &self.tracker(), metadata);
+        for e in events {
+            self.log(e);
+        }
+    }
+
+    /// Stores the logged events. Returns once they are durable.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.finished = true;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self
+            .conversations
+            .store
+            .append(&self.sender_id, &self.pending)
+            .await
+        {
+            self.conversations.cache.remove(&self.sender_id);
+            return Err(e);
+        }
+        // A stored tracker is rebuilt by replaying its applied events. That gives the
+        // same state as applying them one by one except after a restart or inside a
+        // loop; keep the cache equal to what a reload would give in those cases.
+        let mut t = self.tracker.write().unwrap_or_else(|p| p.into_inner());
+        let loop_name = t.active_loop().map(|l| l.name.clone());
+        let differs = self.pending.iter().any(|e| match &e.kind {
+            EventKind::Restart | EventKind::ActiveLoop { .. } => true,
+            EventKind::Action(a) => a.name.is_some() && a.name == loop_name,
+            _ => false,
+        });
+        if differs {
+            t.replay_applied();
+        }
+        Ok(())
+    }
+
+    /// Replaces the whole history with `events` (as given, no session start) and
+    /// returns the tracker they build when applied in order.
+    pub async fn replace(mut self, events: Vec<Event>) -> Result<DialogueStateTracker, StoreError> {
+        self.finished = true;
+        let events: Vec<Event> = events
+            .into_iter()
+            .map(|mut e| {
+                self.agent.stamp(&mut e);
+                e
+            })
+            .collect();
+        if let Err(e) = self.conversations.store.replace(&self.sender_id, &events).await {
+            self.conversations.cache.remove(&self.sender_id);
+            return Err(e);
+        }
+        let slots = self.agent.slots.clone();
+        let response = DialogueStateTracker::from_events(&self.sender_id, slots.clone(), events.clone());
+        *self.tracker.write().unwrap_or_else(|p| p.into_inner()) =
+            DialogueStateTracker::recreate(&self.sender_id, slots, events);
+        Ok(response)
+    }
+}
+
+impl Drop for ConversationTxn<'_> {
+    fn drop(&mut self) {
+        if !self.finished && !self.pending.is_empty() {
+            // The logged events were never stored: the cached tracker is ahead of the
+            // store, so forget it.
+            self.conversations.cache.remove(&self.sender_id);
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! `/conversations/<id>/...`: a conversation's tracker, its events and its story.
+//!
+//! A conversation id may contain `/` (encoded or not), so the path is matched by its
+//! suffix, as Rasa's `<conversation_id:path>` routes do.
+
+use axum::body::Body;
+use axum::extract::{OriginalUri, RawQuery, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
+use serde_json::Value;
+
+use super::{json_bytes, read_json, ApiError, QueryParams, SharedState};
+use crate::events::{self, begins_with_session_start, EventError};
+use crate::processor::session_start_events;
+use crate::story::{export_stories, StoryInput};
+use crate::tracker::DialogueStateTracker;
+
+/// The conversation routes, by path suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resource {
+    TrackerEvents,
+    Tracker,
+    Story,
+}
+
+const SUFFIXES: &[(&str, Resource)] = &[
+    ("/tracker/events", Resource::TrackerEvents),
+    ("/tracker", Resource::Tracker),
+    ("/story", Resource::Story),
+];
+
+/// Splits `/conversations/<id><suffix>` into the decoded id and the resource.
+fn route(path: &str) -> Option<(String, Resource)> {
+    let rest = path.strip_prefix("/conversations/")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    for (suffix, resource) in SUFFIXES {
+        if let Some(raw_id) = rest.strip_suffix(suffix) {
+            if raw_id.is_empty() {
+                return None;
+            }
+            let id = percent_decode_str(raw_id).decode_utf8_lossy().into_owned();
+            return Some((id, *resource));
+        }
+    }
+    None
+}
+
+/// Entry point of every `/conversations/...` request.
+pub async fn dispatch(
+    State(state): State<SharedState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let path = uri.path();
+    let Some((id, resource)) = route(path) else {
+        return Err(ApiError::unknown_path(path));
+    };
+    let q = QueryParams::parse(query.as_deref());
+    match (resource, &method) {
+        (Resource::Tracker, &Method::GET) => get_tracker(&state, &headers, &q, &id).await,
+        (Resource::TrackerEvents, &Method::POST) => {
+            append_events(&state, &headers, &q, &id, body).await
+        }
+        (Resource::TrackerEvents, &Method::PUT) => {
+            replace_events(&state, &headers, &q, &id, body).await
+        }
+        (Resource::Story, &Method::GET) => get_story(&state, &headers, &q, &id).await,
+        _ => Err(ApiError::method_not_allowed(method.as_str(), path)),
+    }
+}
+
+/// `GET /conversations/<id>/tracker`: the tracker over all sessions. A conversation
+/// without events is shown with a session start that is not stored, as Rasa does.
+async fn get_tracker(state: &SharedState, headers: &HeaderMap, q: &QueryParams, id: &str) -> Result<Response, ApiError> {
+    state.auth.check(headers, q.get("token"), Some(id))?;
+    let agent = state.agent()?;
+    let verbosity = q.include_events()?;
+    let until = q.float("until");
+    let stored = state.conversations.read(id, &agent).await?;
+    let tracker = stored.get();
+    let bytes = if tracker.events().is_empty() {
+        let mut fresh = DialogueStateTracker::new(id, agent.slots.clone());
+        for mut e in session_start_events(&agent, &fresh, None) {
+            agent.stamp(&mut e);
+            fresh.update(e);
+        }
+        let fresh = match until {
+            Some(t) => fresh.travel_back_in_time(t),
+            None => fresh,
+        };
+        serde_json::to_vec(&fresh.current_state(verbosity))
+    } else if let Some(t) = until {
+        serde_json::to_vec(&tracker.travel_back_in_time(t).current_state(verbosity))
+    } else {
+        serde_json::to_vec(&tracker.current_state(verbosity))
+    };
+    drop(tracker);
+    bytes
+        .map(json_bytes)
+        .map_err(ApiError::conversation_error)
+}
+
+/// Validates and parses a posted event list; `Ok(None)` is returned for nothing.
+fn parse_posted_events(body: &Value) -> Result<Vec<events::Event>, ApiError> {
+    let items = events::validate_events(body).map_err(|e| ApiError::invalid_events(&e))?;
+    events::parse_events(&items).map_err(|e| match e {
+        EventError::Invalid(m) => ApiError::invalid_events(&m),
+        EventError::Unusable(m) => ApiError::conversation_error(m),
+    })
+}
+
+/// `POST /conversations/<id>/tracker/events`: appends one event or a list. Either
+/// every event is applied and stored, or none is.
+async fn append_events(
+    state: &SharedState,
+    headers: &HeaderMap,
+    q: &QueryParams,
+    id: &str,
+    body: Body,
+) -> Result<Response, ApiError> {
+    state.auth.check(headers, q.get("token"), Some(id))?;
+    let agent = state.agent()?;
+    let body = read_json(body, state.body_limit).await?;
+    let items = events::validate_events(&body).map_err(|e| ApiError::invalid_events(&e))?;
+    let verbosity = q.include_events()?;
+    let events = events::parse_events(&items).map_err(|e| match e {
+        EventError::Invalid(m) => ApiError::invalid_events(&m),
+        EventError::Unusable(m) => ApiError::conversation_error(m),
+    })?;
+    if events.is_empty() {
+        return Err(ApiError::conversation_error(
+            "Couldn't extract a proper event from the request body.",
+        ));
+    }
+    let mut txn = state.conversations.open(id, agent).await?;
+    if txn.tracker().events().is_empty() && !begins_with_session_start(&events) {
+        txn.start_session(None);
+    }
+    for e in events {
+        txn.log(e);
+    }
+    let bytes = serde_json::to_vec(&txn.tracker().current_state(verbosity))
+        .map_err(ApiError::conversation_error)?;
+    txn.commit().await?;
+    Ok(json_bytes(bytes))
+}
+
+/// `PUT /conversations/<id>/tracker/events`: replaces the whole history.
+async fn replace_events(
+    state: &SharedState,
+    headers: &HeaderMap,
+    q: &QueryParams,
+    id: &str,
+    body: Body,
+) -> Result<Response, ApiError> {
+    state.auth.check(headers, q.get("token"), Some(id))?;
+    let agent = state.agent()?;
+    let body = read_json(body, state.body_limit).await?;
+    events::validate_events(&body).map_err(|e| ApiError::invalid_events(&e))?;
+    let verbosity = q.include_events()?;
+    if !body.is_array() {
+        return Err(ApiError::conversation_error(
+            "the body must be a list of events to replace the conversation with",
+        ));
+    }
+    let events = parse_posted_events(&body)?;
+    let txn = state.conversations.open(id, agent).await?;
+    let tracker = txn.replace(events).await?;
+    serde_json::to_vec(&tracker.current_state(verbosity))
+        .map(json_bytes)
+        .map_err(ApiError::conversation_error)
+}
+
+/// `GET /conversations/<id>/story`: the conversation as a YAML test story; the latest
+/// session only unless `all_sessions=true`.
+async fn get_story(state: &SharedState, headers: &HeaderMap, q: &QueryParams, id: &str) -> Result<Response, ApiError> {
+    state.auth.check(headers, q.get("token"), Some(id))?;
+    let agent = state.agent()?;
+    let stored = state.conversations.read(id, &agent).await?;
+    let tracker = stored.get();
+    if tracker.events().is_empty() {
+        return Err(ApiError::conversation_not_found());
+    }
+    let all_sessions = q.bool("all_sessions", false);
+    let until = q.float("until");
+    let mut sessions: Vec<DialogueStateTracker> = split_sessions(&tracker)
+        .into_iter()
+        .map(|evs| DialogueStateTracker::from_events(id, agent.slots.clone(), evs))
+        .collect();
+    drop(tracker);
+    if !all_sessions {
+        sessions = sessions.pop().into_iter().collect();
+    }
+    if let Some(t) = until {
+        sessions = sessions
+            .iter()
+            .map(|s| s.travel_back_in_time(t))
+            .filter(|s| !s.events().is_empty())
+            .collect();
+    }
+    let several = sessions.len() > 1;
+    let inputs: Vec<StoryInput<'_>> = sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StoryInput {
+            name: if several {
+                format!("{id}, story {}", i + 1)
+            } else {
+                id.to_owned()
+            },
+            events: s.applied_events(),
+        })
+        .collect();
+    let text = export_stories(&inputs);
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}
+
+/// The events of each session: a new session begins at every `action_session_start`.
+fn split_sessions(tracker: &DialogueStateTracker) -> Vec<Vec<events::Event>> {
+    let mut sessions: Vec<Vec<events::Event>> = Vec::new();
+    for e in tracker.events() {
+        if e.action_name() == Some(events::ACTION_SESSION_START) || sessions.is_empty() {
+            sessions.push(Vec::new());
+        }
+        if let Some(s) = sessions.last_mut() {
+            s.push(e.clone());
+        }
+    }
+    sessions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_may_contain_slashes_and_encodings() {
+        assert_eq!(
+            route("/conversations/a/b/tracker/events"),
+            Some(("a/b".into(), Resource::TrackerEvents))
+        );
+        assert_eq!(
+            route("/conversations/a%2Fb%20c/tracker/"),
+            Some(("a/b c".into(), Resource::Tracker))
+        );
+        assert_eq!(
+            route("/conversations/%C3%A9t%C3%A9/story"),
+            Some(("été".into(), Resource::Story))
+        );
+        assert_eq!(route("/conversations//tracker"), None);
+        assert_eq!(route("/conversations/x/other"), None);
+    }
+}

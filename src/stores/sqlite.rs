@@ -1,0 +1,351 @@
+//! The embedded default tracker store: SQLite, in Rasa's own `events` table layout.
+//!
+//! Rasa's `SQLTrackerStore` keeps one row per event (`id, sender_id, type_name,
+//! timestamp, intent_name, action_name, data`), so a database written by Rasa can be
+//! served by palaver and the other way round.
+//!
+//! Writes are append-only and durable: the database runs in WAL mode with
+//! `synchronous=FULL`, and an append is acknowledged only after its transaction has
+//! committed. All writes go through one writer task that commits whatever requests
+//! are waiting in a single transaction (group commit), so many concurrent writers
+//! share one disk flush instead of paying one each.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{StoreError, TrackerStore};
+use crate::events::Event;
+
+/// Schema migrations, applied in order and recorded in `palaver_migrations`.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "rasa events table",
+    include_str!("../../migrations/sqlite/0001_events.sql"),
+)];
+
+/// Most requests committed together in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// One event as a row of Rasa's `events` table.
+struct EventRow {
+    type_name: &'static str,
+    timestamp: f64,
+    intent_name: Option<String>,
+    action_name: Option<String>,
+    data: String,
+}
+
+impl EventRow {
+    fn from_event(e: &Event) -> Result<EventRow, StoreError> {
+        Ok(EventRow {
+            type_name: e.type_name(),
+            timestamp: e.timestamp,
+            intent_name: e.intent_name().map(str::to_owned),
+            action_name: e.name_field().map(str::to_owned),
+            data: serde_json::to_string(e).map_err(|err| StoreError::Corrupt(err.to_string()))?,
+        })
+    }
+}
+
+enum WriteKind {
+    Append,
+    Replace,
+}
+
+struct WriteJob {
+    kind: WriteKind,
+    sender_id: String,
+    rows: Vec<EventRow>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// A SQLite database file holding Rasa's `events` table.
+pub struct SqliteTrackerStore {
+    readers: SqlitePool,
+    writer: mpsc::Sender<WriteJob>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteTrackerStore {
+    /// Opens (creating if needed) the database at `path` and migrates its schema.
+    pub async fn open(path: &Path) -> Result<SqliteTrackerStore, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(unavailable)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let mut conn = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+        migrate(&mut conn).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone().read_only(true))
+            .await
+            .map_err(unavailable)?;
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(writer_loop(conn, rx));
+        Ok(SqliteTrackerStore {
+            readers,
+            writer: tx,
+        })
+    }
+
+    async fn submit(&self, kind: WriteKind, sender_id: &str, events: &[Event]) -> Result<(), StoreError> {
+        let rows = events
+            .iter()
+            .map(EventRow::from_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(WriteJob {
+                kind,
+                sender_id: sender_id.to_owned(),
+                rows,
+                done,
+            })
+            .await
+            .map_err(|_| unavailable("the SQLite writer has stopped"))?;
+        wait.await
+            .map_err(|_| unavailable("the SQLite writer has stopped"))?
+    }
+}
+
+async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS palaver_migrations (\
+         version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at FLOAT NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    for (version, description, sql) in MIGRATIONS {
+        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM palaver_migrations WHERE version = ?")
+            .bind(version)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        if done.is_some() {
+            continue;
+        }
+        let mut tx = conn.begin().await.map_err(unavailable)?;
+        sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(unavailable)?;
+        sqlx::query("INSERT INTO palaver_migrations (version, description, applied_at) VALUES (?, ?, ?)")
+            .bind(version)
+            .bind(description)
+            .bind(crate::events::now())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+async fn insert_rows(
+    conn: &mut SqliteConnection,
+    sender_id: &str,
+    rows: &[EventRow],
+) -> Result<(), sqlx::Error> {
+    // Several rows per statement: far fewer round trips to SQLite's worker thread.
+    for chunk in rows.chunks(64) {
+        let mut sql = String::from(
+            "INSERT INTO events (sender_id, type_name, timestamp, intent_name, action_name, data) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "(?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?)" });
+        }
+        // Only `?` placeholders are added to the text; values are bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(sender_id)
+                .bind(r.type_name)
+                .bind(r.timestamp)
+                .bind(r.intent_name.as_deref())
+                .bind(r.action_name.as_deref())
+                .bind(r.data.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn apply_job(conn: &mut SqliteConnection, job: &WriteJob) -> Result<(), sqlx::Error> {
+    if let WriteKind::Replace = job.kind {
+        sqlx::query("DELETE FROM events WHERE sender_id = ?")
+            .bind(&job.sender_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    insert_rows(conn, &job.sender_id, &job.rows).await
+}
+
+async fn commit_batch(conn: &mut SqliteConnection, batch: &[WriteJob]) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    for job in batch {
+        apply_job(&mut tx, job).await?;
+    }
+    tx.commit().await
+}
+
+async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteJob>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if commit_batch(&mut conn, &batch).await.is_ok() {
+            for job in batch {
+                let _ = job.done.send(Ok(()));
+            }
+            continue;
+        }
+        // The shared transaction failed: retry each request on its own, so that one
+        // bad request does not fail the others, and report each outcome.
+        for job in batch {
+            let single = async {
+                let mut tx = conn.begin().await?;
+                apply_job(&mut tx, &job).await?;
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = &single {
+                tracing::error!(error = %e, "writing events to SQLite failed");
+            }
+            let _ = job.done.send(single.map_err(unavailable));
+        }
+    }
+}
+
+#[async_trait]
+impl TrackerStore for SqliteTrackerStore {
+    async fn retrieve(&self, sender_id: &str) -> Result<Option<Vec<Event>>, StoreError> {
+        let rows = sqlx::query("SELECT data FROM events WHERE sender_id = ? ORDER BY id")
+            .bind(sender_id)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(unavailable)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let data: String = row.try_get("data").map_err(unavailable)?;
+            let value: serde_json::Value = serde_json::from_str(&data)
+                .map_err(|e| StoreError::Corrupt(format!("event of '{sender_id}': {e}")))?;
+            match Event::from_json(&value) {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(StoreError::Corrupt(format!("event of '{sender_id}': {e}")));
+                }
+            }
+        }
+        Ok(Some(events))
+    }
+
+    async fn append(&self, sender_id: &str, events: &[Event]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.submit(WriteKind::Append, sender_id, events).await
+    }
+
+    async fn replace(&self, sender_id: &str, events: &[Event]) -> Result<(), StoreError> {
+        self.submit(WriteKind::Replace, sender_id, events).await
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT DISTINCT sender_id FROM events")
+            .fetch_all(&self.readers)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.readers)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(v: serde_json::Value) -> Event {
+        Event::from_json(&v).unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn append_retrieve_replace_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteTrackerStore::open(&path).await.unwrap();
+        assert_eq!(store.retrieve("a").await.unwrap(), None);
+        let a = ev(json!({"event": "slot", "name": "x", "value": 1, "timestamp": 1.0}));
+        let b = ev(json!({"event": "user", "text": "hi", "timestamp": 2.0,
+            "parse_data": {"intent": {"name": "greet"}}}));
+        store.append("a", &[a.clone()]).await.unwrap();
+        store.append("a", &[b.clone()]).await.unwrap();
+        assert_eq!(store.retrieve("a").await.unwrap(), Some(vec![a.clone(), b.clone()]));
+        store.replace("a", &[b.clone()]).await.unwrap();
+        assert_eq!(store.retrieve("a").await.unwrap(), Some(vec![b.clone()]));
+        drop(store);
+        let store = SqliteTrackerStore::open(&path).await.unwrap();
+        assert_eq!(store.retrieve("a").await.unwrap(), Some(vec![b]));
+        assert_eq!(store.keys().await.unwrap(), vec!["a".to_string()]);
+        // Rasa's columns are filled the way Rasa fills them.
+        let row: (String, Option<String>) = sqlx::query_as("SELECT type_name, intent_name FROM events")
+            .fetch_one(&store.readers)
+            .await
+            .unwrap();
+        assert_eq!(row, ("user".to_string(), Some("greet".to_string())));
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_keep_per_request_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SqliteTrackerStore::open(&dir.path().join("t.db")).await.unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let events: Vec<Event> = (0..3)
+                    .map(|j| ev(json!({"event": "slot", "name": format!("r{i}"), "value": j})))
+                    .collect();
+                store.append("same", &events).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let events = store.retrieve("same").await.unwrap().unwrap();
+        assert_eq!(events.len(), 150);
+        for chunk in events.chunks(3) {
+            let names: Vec<_> = chunk.iter().map(|e| e.name_field().unwrap().to_owned()).collect();
+            assert!(names.iter().all(|n| n == &names[0]), "{names:?}");
+        }
+    }
+}
