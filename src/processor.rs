@@ -259,17 +259,11 @@ impl ConversationTxn<'_> {
         Ok(())
     }
 
-    /// Replaces the whole history with `events` (as given, no session start) and
-    /// returns the tracker they build when applied in order.
+    /// Replaces the whole history with `events`, stored exactly as given (no session
+    /// start, no model metadata, as Rasa's replace does), and returns the tracker they
+    /// build when applied in order.
     pub async fn replace(mut self, events: Vec<Event>) -> Result<DialogueStateTracker, StoreError> {
         self.finished = true;
-        let events: Vec<Event> = events
-            .into_iter()
-            .map(|mut e| {
-                self.agent.stamp(&mut e);
-                e
-            })
-            .collect();
         if let Err(e) = self.conversations.store.replace(&self.sender_id, &events).await {
             self.conversations.cache.remove(&self.sender_id);
             return Err(e);
