@@ -68,7 +68,11 @@ impl Agent {
 
     /// Loads the project in `dir`: `domain.yml` (or a `domain/` folder) and
     /// `config.yml`. `domain` and `config` override the default file locations.
-    pub fn load(dir: &Path, domain: Option<&Path>, config: Option<&Path>) -> Result<Agent, ProjectError> {
+    pub fn load(
+        dir: &Path,
+        domain: Option<&Path>,
+        config: Option<&Path>,
+    ) -> Result<Agent, ProjectError> {
         let domain_path = match domain {
             Some(p) => p.to_path_buf(),
             None => find_domain(dir).ok_or_else(|| {
@@ -93,7 +97,12 @@ impl Agent {
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "bot".into());
-        Ok(Agent::new(domain, config, model_id, format!("{name}.tar.gz")))
+        Ok(Agent::new(
+            domain,
+            config,
+            model_id,
+            format!("{name}.tar.gz"),
+        ))
     }
 }
 

@@ -28,16 +28,25 @@ pub fn init_logging(format: LogFormat) {
 
 /// Builds the application state from the flags: project, endpoints and stores.
 pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
-    let agent = Agent::load(&args.project, args.domain.as_deref(), args.config.as_deref())?;
+    let agent = Agent::load(
+        &args.project,
+        args.domain.as_deref(),
+        args.config.as_deref(),
+    )?;
     let endpoints = match args.project_file(&args.endpoints) {
         Some(p) => Endpoints::load(&p)?,
         None => Endpoints::default(),
     };
     let store: Arc<dyn TrackerStore> = match &endpoints.tracker_store {
         TrackerStoreConfig::InMemory => Arc::new(InMemoryTrackerStore::new()),
-        TrackerStoreConfig::Sqlite(path) => Arc::new(SqliteTrackerStore::open(path).await.map_err(
-            |e| ConfigError(format!("cannot open the SQLite tracker store {}: {e}", path.display())),
-        )?),
+        TrackerStoreConfig::Sqlite(path) => {
+            Arc::new(SqliteTrackerStore::open(path).await.map_err(|e| {
+                ConfigError(format!(
+                    "cannot open the SQLite tracker store {}: {e}",
+                    path.display()
+                ))
+            })?)
+        }
     };
     tracing::info!(store = ?endpoints.tracker_store, "tracker store ready");
     let jwt = match &args.jwt_secret {
@@ -46,7 +55,11 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
     };
     Ok(Arc::new(AppState {
         agent: RwLock::new(Some(Arc::new(agent))),
-        conversations: Conversations::new(store, Arc::new(InMemoryLockStore::new()), args.tracker_cache_size),
+        conversations: Conversations::new(
+            store,
+            Arc::new(InMemoryLockStore::new()),
+            args.tracker_cache_size,
+        ),
         auth: AuthConfig {
             token: args.auth_token.clone(),
             jwt,

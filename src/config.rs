@@ -134,8 +134,10 @@ impl Endpoints {
     pub fn load(path: &Path) -> Result<Endpoints, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        let text = yaml::substitute_env(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        let raw = yaml::parse_str(&text, &path.display().to_string()).map_err(|e| ConfigError(e.to_string()))?;
+        let text = yaml::substitute_env(&text)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let raw = yaml::parse_str(&text, &path.display().to_string())
+            .map_err(|e| ConfigError(e.to_string()))?;
         Endpoints::from_value(raw).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
     }
 
@@ -185,10 +187,17 @@ mod tests {
 
     #[test]
     fn tracker_store_shapes() {
-        assert_eq!(Endpoints::from_value(Value::Null).unwrap().tracker_store, TrackerStoreConfig::Sqlite("palaver.db".into()));
-        let e = Endpoints::from_value(json!({"tracker_store": {"type": "SQL", "dialect": "sqlite", "db": "x.db"}})).unwrap();
+        assert_eq!(
+            Endpoints::from_value(Value::Null).unwrap().tracker_store,
+            TrackerStoreConfig::Sqlite("palaver.db".into())
+        );
+        let e = Endpoints::from_value(
+            json!({"tracker_store": {"type": "SQL", "dialect": "sqlite", "db": "x.db"}}),
+        )
+        .unwrap();
         assert_eq!(e.tracker_store, TrackerStoreConfig::Sqlite("x.db".into()));
-        let e = Endpoints::from_value(json!({"tracker_store": {"store_type": "in_memory"}})).unwrap();
+        let e =
+            Endpoints::from_value(json!({"tracker_store": {"store_type": "in_memory"}})).unwrap();
         assert_eq!(e.tracker_store, TrackerStoreConfig::InMemory);
         assert!(Endpoints::from_value(json!({"tracker_store": {"type": "mongod"}})).is_err());
     }

@@ -90,7 +90,12 @@ fn names_of(list: &Value, key: &str, file: &str) -> Result<Vec<String>, DomainEr
                 }
             }
         }
-        other => return Err(invalid(file, format!("'{key}' must be a list, found {other}"))),
+        other => {
+            return Err(invalid(
+                file,
+                format!("'{key}' must be a list, found {other}"),
+            ))
+        }
     }
     Ok(out)
 }
@@ -112,7 +117,9 @@ fn parse_slot(name: &str, def: &Value, file: &str) -> Result<Slot, DomainError> 
             if min_value >= max_value {
                 return Err(invalid(
                     file,
-                    format!("slot '{name}': min_value {min_value} must be below max_value {max_value}"),
+                    format!(
+                        "slot '{name}': min_value {min_value} must be below max_value {max_value}"
+                    ),
                 ));
             }
             SlotType::Float {
@@ -157,16 +164,17 @@ fn parse_slot(name: &str, def: &Value, file: &str) -> Result<Slot, DomainError> 
         }
     };
     let influence_default = !matches!(slot_type, SlotType::Any);
-    let influence_conversation = match o.get("influence_conversation") {
-        None | Some(Value::Null) => influence_default,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            return Err(invalid(
+    let influence_conversation =
+        match o.get("influence_conversation") {
+            None | Some(Value::Null) => influence_default,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => return Err(invalid(
                 file,
-                format!("slot '{name}': influence_conversation must be true or false, found {other}"),
-            ))
-        }
-    };
+                format!(
+                    "slot '{name}': influence_conversation must be true or false, found {other}"
+                ),
+            )),
+        };
     if influence_conversation && matches!(slot_type, SlotType::Any) {
         return Err(invalid(
             file,
@@ -202,14 +210,23 @@ impl Domain {
             let doc = match doc {
                 Value::Null => continue,
                 Value::Object(o) => o,
-                other => return Err(invalid(file, format!("a domain must be a map, found {other}"))),
+                other => {
+                    return Err(invalid(
+                        file,
+                        format!("a domain must be a map, found {other}"),
+                    ))
+                }
             };
             for name in names_of(doc.get("intents").unwrap_or(&Value::Null), "intents", file)? {
                 if !d.intents.contains(&name) {
                     d.intents.push(name);
                 }
             }
-            for name in names_of(doc.get("entities").unwrap_or(&Value::Null), "entities", file)? {
+            for name in names_of(
+                doc.get("entities").unwrap_or(&Value::Null),
+                "entities",
+                file,
+            )? {
                 if !d.entities.contains(&name) {
                     d.entities.push(name);
                 }
@@ -230,7 +247,12 @@ impl Domain {
                         }
                     }
                 }
-                Some(other) => return Err(invalid(file, format!("'slots' must be a map, found {other}"))),
+                Some(other) => {
+                    return Err(invalid(
+                        file,
+                        format!("'slots' must be a map, found {other}"),
+                    ))
+                }
             }
             for (key, target) in [("responses", &mut d.responses), ("forms", &mut d.forms)] {
                 match doc.get(key) {
@@ -241,7 +263,10 @@ impl Domain {
                         }
                     }
                     Some(other) => {
-                        return Err(invalid(file, format!("'{key}' must be a map, found {other}")))
+                        return Err(invalid(
+                            file,
+                            format!("'{key}' must be a map, found {other}"),
+                        ))
                     }
                 }
             }
@@ -256,7 +281,10 @@ impl Domain {
                     if let Some(c) = sc.get("carry_over_slots_to_new_session") {
                         d.session_config.carry_over_slots_to_new_session =
                             c.as_bool().ok_or_else(|| {
-                                invalid(file, "carry_over_slots_to_new_session must be true or false")
+                                invalid(
+                                    file,
+                                    "carry_over_slots_to_new_session must be true or false",
+                                )
                             })?;
                     }
                 }
@@ -313,7 +341,10 @@ mod tests {
     use super::*;
 
     fn domain(text: &str) -> Result<Domain, DomainError> {
-        Domain::from_documents(&[("domain.yml".into(), yaml::parse_str(text, "domain.yml").unwrap())])
+        Domain::from_documents(&[(
+            "domain.yml".into(),
+            yaml::parse_str(text, "domain.yml").unwrap(),
+        )])
     }
 
     #[test]
@@ -331,8 +362,12 @@ mod tests {
     #[test]
     fn bad_slot_types_are_named() {
         let e = domain("slots:\n  x:\n    type: texty\n").unwrap_err();
-        assert!(e.to_string().contains("slot 'x' has unknown type 'texty'"), "{e}");
-        let e = domain("slots:\n  x:\n    type: any\n    influence_conversation: true\n").unwrap_err();
+        assert!(
+            e.to_string().contains("slot 'x' has unknown type 'texty'"),
+            "{e}"
+        );
+        let e =
+            domain("slots:\n  x:\n    type: any\n    influence_conversation: true\n").unwrap_err();
         assert!(e.to_string().contains("cannot influence"), "{e}");
     }
 }

@@ -412,11 +412,19 @@ pub fn validate_event(v: &Value) -> Result<(), String> {
     };
     match o.get("timestamp") {
         None | Some(Value::Null) | Some(Value::Number(_)) => {}
-        Some(other) => return Err(format!("{other} is not of type 'number', 'null' ('timestamp')")),
+        Some(other) => {
+            return Err(format!(
+                "{other} is not of type 'number', 'null' ('timestamp')"
+            ))
+        }
     }
     match o.get("metadata") {
         None | Some(Value::Null) | Some(Value::Object(_)) => {}
-        Some(other) => return Err(format!("{other} is not of type 'object', 'null' ('metadata')")),
+        Some(other) => {
+            return Err(format!(
+                "{other} is not of type 'object', 'null' ('metadata')"
+            ))
+        }
     }
     if event == "topic" {
         return Ok(());
@@ -426,12 +434,18 @@ pub fn validate_event(v: &Value) -> Result<(), String> {
             "{v} is not valid under any of the given schemas (unknown event type '{event}')"
         ));
     }
-    let not_valid = |why: String| format!("{v} is not valid under any of the given schemas ({why})");
+    let not_valid =
+        |why: String| format!("{v} is not valid under any of the given schemas ({why})");
     let want = |key: &str, kinds: &[&str]| -> Result<(), String> {
         match o.get(key) {
             None => Ok(()),
             Some(val) if kinds.contains(&type_name(val)) => Ok(()),
-            Some(val) if kinds.contains(&"integer") && val.is_i64() || kinds.contains(&"integer") && val.is_u64() => Ok(()),
+            Some(val)
+                if kinds.contains(&"integer") && val.is_i64()
+                    || kinds.contains(&"integer") && val.is_u64() =>
+            {
+                Ok(())
+            }
             Some(val) => Err(not_valid(format!(
                 "'{key}' is {}, expected {}",
                 type_name(val),

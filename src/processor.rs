@@ -75,7 +75,11 @@ pub struct Conversations {
 impl Conversations {
     /// Conversations kept in `store`, locked with `locks`; at most `cache_capacity`
     /// trackers are kept in memory.
-    pub fn new(store: Arc<dyn TrackerStore>, locks: Arc<dyn LockStore>, cache_capacity: usize) -> Self {
+    pub fn new(
+        store: Arc<dyn TrackerStore>,
+        locks: Arc<dyn LockStore>,
+        cache_capacity: usize,
+    ) -> Self {
         Conversations {
             store,
             locks,
@@ -108,7 +112,11 @@ impl Conversations {
     }
 
     /// Locks a conversation for changes and loads its tracker.
-    pub async fn open(&self, sender_id: &str, agent: Arc<Agent>) -> Result<ConversationTxn<'_>, StoreError> {
+    pub async fn open(
+        &self,
+        sender_id: &str,
+        agent: Arc<Agent>,
+    ) -> Result<ConversationTxn<'_>, StoreError> {
         let lock = self.locks.lock(sender_id).await?;
         let tracker = self.load(sender_id, &agent).await?;
         Ok(ConversationTxn {
@@ -141,7 +149,11 @@ impl Conversations {
 /// The events of Rasa's default session start for `tracker`, in order:
 /// [`session_started_metadata` slot], `action_session_start`, `session_started`, the
 /// slots carried over from the applied events (if the domain says so), `action_listen`.
-pub fn session_start_events(agent: &Agent, tracker: &DialogueStateTracker, metadata: Option<&JsonMap>) -> Vec<Event> {
+pub fn session_start_events(
+    agent: &Agent,
+    tracker: &DialogueStateTracker,
+    metadata: Option<&JsonMap>,
+) -> Vec<Event> {
     let mut events = Vec::new();
     let metadata_slot = metadata.filter(|m| !m.is_empty()).map(|m| {
         Event::new(EventKind::Slot {
@@ -264,12 +276,18 @@ impl ConversationTxn<'_> {
     /// build when applied in order.
     pub async fn replace(mut self, events: Vec<Event>) -> Result<DialogueStateTracker, StoreError> {
         self.finished = true;
-        if let Err(e) = self.conversations.store.replace(&self.sender_id, &events).await {
+        if let Err(e) = self
+            .conversations
+            .store
+            .replace(&self.sender_id, &events)
+            .await
+        {
             self.conversations.cache.remove(&self.sender_id);
             return Err(e);
         }
         let slots = self.agent.slots.clone();
-        let response = DialogueStateTracker::from_events(&self.sender_id, slots.clone(), events.clone());
+        let response =
+            DialogueStateTracker::from_events(&self.sender_id, slots.clone(), events.clone());
         *self.tracker.write().unwrap_or_else(|p| p.into_inner()) =
             DialogueStateTracker::recreate(&self.sender_id, slots, events);
         Ok(response)

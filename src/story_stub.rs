@@ -1,3 +1,8 @@
 use crate::events::Event;
-pub struct StoryInput<'a> { pub name: String, pub events: Vec<&'a Event> }
-pub fn export_stories(_stories: &[StoryInput<'_>]) -> String { String::new() }
+pub struct StoryInput<'a> {
+    pub name: String,
+    pub events: Vec<&'a Event>,
+}
+pub fn export_stories(_stories: &[StoryInput<'_>]) -> String {
+    String::new()
+}

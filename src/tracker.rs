@@ -161,10 +161,14 @@ impl DialogueStateTracker {
     /// applied events.
     pub fn recreate(sender_id: &str, slot_defs: Arc<Vec<Slot>>, events: Vec<Event>) -> Self {
         let mut t = DialogueStateTracker::new(sender_id, slot_defs);
-        t.latest_input_channel = events.iter().rev().find_map(|e| match &e.kind {
-            EventKind::User(u) => Some(u.input_channel.clone()),
-            _ => None,
-        }).flatten();
+        t.latest_input_channel = events
+            .iter()
+            .rev()
+            .find_map(|e| match &e.kind {
+                EventKind::User(u) => Some(u.input_channel.clone()),
+                _ => None,
+            })
+            .flatten();
         t.events = events;
         t.replay();
         t
@@ -474,12 +478,18 @@ pub fn applied_event_indices(events: &[Event]) -> Vec<usize> {
     applied
 }
 
-fn first_loop_execution_or_unhappy_path(events: &[Event], applied: &[usize], loop_name: &str) -> bool {
+fn first_loop_execution_or_unhappy_path(
+    events: &[Event],
+    applied: &[usize],
+    loop_name: &str,
+) -> bool {
     let mut next_action: Option<&str> = None;
     for &i in applied.iter().rev() {
         match &events[i].kind {
             EventKind::ActiveLoop { name: None } => return true,
-            EventKind::ActionExecutionRejected { name, .. } if name.as_deref() == Some(loop_name) => {
+            EventKind::ActionExecutionRejected { name, .. }
+                if name.as_deref() == Some(loop_name) =>
+            {
                 return true
             }
             EventKind::User(_) if next_action.is_some_and(|n| n != loop_name) => return true,
@@ -541,11 +551,16 @@ impl Serialize for CurrentState<'_> {
         m.serialize_entry("paused", &t.paused)?;
         match self.verbosity {
             EventVerbosity::None => m.serialize_entry("events", &Value::Null)?,
-            EventVerbosity::All => m.serialize_entry("events", &EventList(t.events.iter().collect()))?,
-            EventVerbosity::AfterRestart => {
-                m.serialize_entry("events", &EventList(t.events_after_restart().iter().collect()))?
+            EventVerbosity::All => {
+                m.serialize_entry("events", &EventList(t.events.iter().collect()))?
             }
-            EventVerbosity::Applied => m.serialize_entry("events", &EventList(t.applied_events()))?,
+            EventVerbosity::AfterRestart => m.serialize_entry(
+                "events",
+                &EventList(t.events_after_restart().iter().collect()),
+            )?,
+            EventVerbosity::Applied => {
+                m.serialize_entry("events", &EventList(t.applied_events()))?
+            }
         }
         m.serialize_entry("latest_input_channel", &t.latest_input_channel)?;
         m.serialize_entry("active_loop", &t.active_loop_json())?;
@@ -597,7 +612,10 @@ mod tests {
         let t = DialogueStateTracker::new("a", slots());
         let v = serde_json::to_value(t.current_state(EventVerbosity::All)).unwrap();
         assert_eq!(v["followup_action"], "action_listen");
-        assert_eq!(v["latest_message"], json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}}));
+        assert_eq!(
+            v["latest_message"],
+            json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}})
+        );
         assert_eq!(v["latest_action"], json!({}));
         assert_eq!(v["active_loop"], json!({}));
         assert_eq!(v["events"], json!([]));
@@ -711,7 +729,9 @@ mod tests {
         let mut t = DialogueStateTracker::new("a", slots());
         t.update(action("action_listen"));
         t.update(user("greet"));
-        t.update(ev(json!({"event": "entities", "entities": [{"entity": "e", "value": 1}]})));
+        t.update(ev(
+            json!({"event": "entities", "entities": [{"entity": "e", "value": 1}]}),
+        ));
         assert_eq!(t.latest_message().entities.len(), 1);
         let v = serde_json::to_value(t.current_state(EventVerbosity::None)).unwrap();
         assert_eq!(v["latest_message"]["entities"][0]["entity"], "e");

@@ -20,11 +20,14 @@ pub fn parse_str(text: &str, path: &str) -> Result<Value, YamlError> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_saphyr::from_str_with_options::<Value>(text, serde_saphyr::options! { strict_booleans: true })
-        .map_err(|e| YamlError {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+    serde_saphyr::from_str_with_options::<Value>(
+        text,
+        serde_saphyr::options! { strict_booleans: true },
+    )
+    .map_err(|e| YamlError {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// Reads and parses a YAML file.

@@ -144,7 +144,12 @@ mod tests {
     use serde_json::json;
 
     fn jwt(claims: Value, secret: &str) -> String {
-        encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
     }
 
     fn headers(auth: &str) -> HeaderMap {
@@ -170,10 +175,16 @@ mod tests {
         assert_eq!(status(cfg.check(&none, Some("s3cret"), None)), 200);
         assert_eq!(status(cfg.check(&none, Some("wrong"), None)), 401);
         assert_eq!(status(cfg.check(&none, None, Some("a"))), 401);
-        let admin = jwt(json!({"user": {"username": "x", "role": "admin"}}), "j3cret");
+        let admin = jwt(
+            json!({"user": {"username": "x", "role": "admin"}}),
+            "j3cret",
+        );
         let user_a = jwt(json!({"user": {"username": "a", "role": "user"}}), "j3cret");
         let bad = jwt(json!({"user": {"username": "a", "role": "admin"}}), "other");
-        let expired = jwt(json!({"user": {"username": "a", "role": "admin"}, "exp": 1000}), "j3cret");
+        let expired = jwt(
+            json!({"user": {"username": "a", "role": "admin"}, "exp": 1000}),
+            "j3cret",
+        );
         let b = |t: &str| headers(&format!("Bearer {t}"));
         assert_eq!(status(cfg.check(&b(&admin), None, None)), 200);
         assert_eq!(status(cfg.check(&b(&user_a), None, Some("a"))), 200);
@@ -184,7 +195,10 @@ mod tests {
         assert_eq!(status(cfg.check(&headers("Bearer  x"), None, None)), 400);
         assert_eq!(status(cfg.check(&headers(&admin), None, None)), 400);
         // A correct token wins over a broken header.
-        assert_eq!(status(cfg.check(&headers("junk"), Some("s3cret"), None)), 200);
+        assert_eq!(
+            status(cfg.check(&headers("junk"), Some("s3cret"), None)),
+            200
+        );
         assert_eq!(status(AuthConfig::default().check(&none, None, None)), 200);
     }
 
@@ -200,6 +214,9 @@ mod tests {
             &EncodingKey::from_secret(b"j3cret"),
         )
         .unwrap();
-        assert_eq!(status(cfg.check(&headers(&format!("Bearer {t}")), None, None)), 401);
+        assert_eq!(
+            status(cfg.check(&headers(&format!("Bearer {t}")), None, None)),
+            401
+        );
     }
 }

@@ -75,7 +75,12 @@ pub async fn dispatch(
 
 /// `GET /conversations/<id>/tracker`: the tracker over all sessions. A conversation
 /// without events is shown with a session start that is not stored, as Rasa does.
-async fn get_tracker(state: &SharedState, headers: &HeaderMap, q: &QueryParams, id: &str) -> Result<Response, ApiError> {
+async fn get_tracker(
+    state: &SharedState,
+    headers: &HeaderMap,
+    q: &QueryParams,
+    id: &str,
+) -> Result<Response, ApiError> {
     state.auth.check(headers, q.get("token"), Some(id))?;
     let agent = state.agent()?;
     let verbosity = q.include_events()?;
@@ -99,9 +104,7 @@ async fn get_tracker(state: &SharedState, headers: &HeaderMap, q: &QueryParams, 
         serde_json::to_vec(&tracker.current_state(verbosity))
     };
     drop(tracker);
-    bytes
-        .map(json_bytes)
-        .map_err(ApiError::conversation_error)
+    bytes.map(json_bytes).map_err(ApiError::conversation_error)
 }
 
 /// Validates and parses a posted event list; `Ok(None)` is returned for nothing.
@@ -177,7 +180,12 @@ async fn replace_events(
 
 /// `GET /conversations/<id>/story`: the conversation as a YAML test story; the latest
 /// session only unless `all_sessions=true`.
-async fn get_story(state: &SharedState, headers: &HeaderMap, q: &QueryParams, id: &str) -> Result<Response, ApiError> {
+async fn get_story(
+    state: &SharedState,
+    headers: &HeaderMap,
+    q: &QueryParams,
+    id: &str,
+) -> Result<Response, ApiError> {
     state.auth.check(headers, q.get("token"), Some(id))?;
     let agent = state.agent()?;
     let stored = state.conversations.read(id, &agent).await?;
@@ -217,7 +225,10 @@ async fn get_story(state: &SharedState, headers: &HeaderMap, q: &QueryParams, id
         .collect();
     let text = export_stories(&inputs);
     Ok((
-        [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
         text,
     )
         .into_response())

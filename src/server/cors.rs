@@ -37,7 +37,9 @@ impl Cors {
             } else if o.contains(['*', '?', ']', '\\']) {
                 match Regex::new(&format!("^(?:{o})")) {
                     Ok(r) => rules.push(Rule::Pattern(r)),
-                    Err(e) => tracing::warn!(origin = %o, error = %e, "ignoring an invalid --cors pattern"),
+                    Err(e) => {
+                        tracing::warn!(origin = %o, error = %e, "ignoring an invalid --cors pattern")
+                    }
                 }
             } else {
                 rules.push(Rule::Exact(o.to_lowercase()));
@@ -65,8 +67,14 @@ impl Cors {
 fn add_headers(headers: &mut HeaderMap, allowed: &str) {
     if let Ok(v) = HeaderValue::from_str(allowed) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("filename"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("filename"),
+        );
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
     }
 }
@@ -117,7 +125,10 @@ mod tests {
         let none = Cors::new(&[]);
         assert_eq!(none.allow_origin(Some("http://a")), None);
         let any = Cors::new(&["*".into()]);
-        assert_eq!(any.allow_origin(Some("http://a")).as_deref(), Some("http://a"));
+        assert_eq!(
+            any.allow_origin(Some("http://a")).as_deref(),
+            Some("http://a")
+        );
         assert_eq!(any.allow_origin(None).as_deref(), Some("*"));
         let list = Cors::new(&["http://A.example".into(), "https://.*\\.corp".into()]);
         assert!(list.allow_origin(Some("http://a.example")).is_some());

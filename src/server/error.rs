@@ -94,7 +94,9 @@ impl ApiError {
             reason: "NotAuthenticated",
             message: "User is not authenticated.".into(),
             details: json!({}),
-            help: Some(format!("{DOCS}/user-guide/configuring-http-api/#security-considerations")),
+            help: Some(format!(
+                "{DOCS}/user-guide/configuring-http-api/#security-considerations"
+            )),
         }
     }
 
@@ -105,13 +107,19 @@ impl ApiError {
             reason: "NotAuthorized",
             message: "User has insufficient permissions.".into(),
             details: json!({}),
-            help: Some(format!("{DOCS}/user-guide/configuring-http-api/#security-considerations")),
+            help: Some(format!(
+                "{DOCS}/user-guide/configuring-http-api/#security-considerations"
+            )),
         }
     }
 
     /// 404 for a conversation that must exist but does not.
     pub fn conversation_not_found() -> ApiError {
-        ApiError::rasa(StatusCode::NOT_FOUND, "Not found", "Conversation ID not found.")
+        ApiError::rasa(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "Conversation ID not found.",
+        )
     }
 
     /// 409 when no bot is loaded.

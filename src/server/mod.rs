@@ -69,7 +69,10 @@ pub fn router(state: SharedState, options: &RouterOptions) -> Router {
         app = app
             .route("/version", get(status::version))
             .route("/status", get(status::status))
-            .route("/conversations/{*rest}", axum::routing::any(conversations::dispatch));
+            .route(
+                "/conversations/{*rest}",
+                axum::routing::any(conversations::dispatch),
+            );
     }
     let cors = Arc::new(cors::Cors::new(&options.cors));
     app.fallback(fallback)
@@ -143,7 +146,9 @@ impl QueryParams {
     pub fn include_events(&self) -> Result<crate::tracker::EventVerbosity, ApiError> {
         match self.get("include_events") {
             None => Ok(crate::tracker::EventVerbosity::AfterRestart),
-            Some(v) => crate::tracker::EventVerbosity::parse(v).ok_or_else(ApiError::bad_include_events),
+            Some(v) => {
+                crate::tracker::EventVerbosity::parse(v).ok_or_else(ApiError::bad_include_events)
+            }
         }
     }
 }

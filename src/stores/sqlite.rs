@@ -105,7 +105,12 @@ impl SqliteTrackerStore {
         })
     }
 
-    async fn submit(&self, kind: WriteKind, sender_id: &str, events: &[Event]) -> Result<(), StoreError> {
+    async fn submit(
+        &self,
+        kind: WriteKind,
+        sender_id: &str,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
         let rows = events
             .iter()
             .map(EventRow::from_event)
@@ -134,23 +139,29 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
     .await
     .map_err(unavailable)?;
     for (version, description, sql) in MIGRATIONS {
-        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM palaver_migrations WHERE version = ?")
-            .bind(version)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(unavailable)?;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM palaver_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(unavailable)?;
         if done.is_some() {
             continue;
         }
         let mut tx = conn.begin().await.map_err(unavailable)?;
-        sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(unavailable)?;
-        sqlx::query("INSERT INTO palaver_migrations (version, description, applied_at) VALUES (?, ?, ?)")
-            .bind(version)
-            .bind(description)
-            .bind(crate::events::now())
+        sqlx::raw_sql(*sql)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO palaver_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+        )
+        .bind(version)
+        .bind(description)
+        .bind(crate::events::now())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
     }
     Ok(())
@@ -167,7 +178,11 @@ async fn insert_rows(
             "INSERT INTO events (sender_id, type_name, timestamp, intent_name, action_name, data) VALUES ",
         );
         for i in 0..chunk.len() {
-            sql.push_str(if i == 0 { "(?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?)" });
+            sql.push_str(if i == 0 {
+                "(?, ?, ?, ?, ?, ?)"
+            } else {
+                ", (?, ?, ?, ?, ?, ?)"
+            });
         }
         // Only `?` placeholders are added to the text; values are bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -309,7 +324,10 @@ mod tests {
             "parse_data": {"intent": {"name": "greet"}}}));
         store.append("a", &[a.clone()]).await.unwrap();
         store.append("a", &[b.clone()]).await.unwrap();
-        assert_eq!(store.retrieve("a").await.unwrap(), Some(vec![a.clone(), b.clone()]));
+        assert_eq!(
+            store.retrieve("a").await.unwrap(),
+            Some(vec![a.clone(), b.clone()])
+        );
         store.replace("a", &[b.clone()]).await.unwrap();
         assert_eq!(store.retrieve("a").await.unwrap(), Some(vec![b.clone()]));
         drop(store);
@@ -317,17 +335,22 @@ mod tests {
         assert_eq!(store.retrieve("a").await.unwrap(), Some(vec![b]));
         assert_eq!(store.keys().await.unwrap(), vec!["a".to_string()]);
         // Rasa's columns are filled the way Rasa fills them.
-        let row: (String, Option<String>) = sqlx::query_as("SELECT type_name, intent_name FROM events")
-            .fetch_one(&store.readers)
-            .await
-            .unwrap();
+        let row: (String, Option<String>) =
+            sqlx::query_as("SELECT type_name, intent_name FROM events")
+                .fetch_one(&store.readers)
+                .await
+                .unwrap();
         assert_eq!(row, ("user".to_string(), Some("greet".to_string())));
     }
 
     #[tokio::test]
     async fn concurrent_appends_keep_per_request_order() {
         let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(SqliteTrackerStore::open(&dir.path().join("t.db")).await.unwrap());
+        let store = std::sync::Arc::new(
+            SqliteTrackerStore::open(&dir.path().join("t.db"))
+                .await
+                .unwrap(),
+        );
         let mut tasks = Vec::new();
         for i in 0..50 {
             let store = store.clone();
@@ -344,7 +367,10 @@ mod tests {
         let events = store.retrieve("same").await.unwrap().unwrap();
         assert_eq!(events.len(), 150);
         for chunk in events.chunks(3) {
-            let names: Vec<_> = chunk.iter().map(|e| e.name_field().unwrap().to_owned()).collect();
+            let names: Vec<_> = chunk
+                .iter()
+                .map(|e| e.name_field().unwrap().to_owned())
+                .collect();
             assert!(names.iter().all(|n| n == &names[0]), "{names:?}");
         }
     }
