@@ -164,17 +164,18 @@ fn parse_slot(name: &str, def: &Value, file: &str) -> Result<Slot, DomainError> 
         }
     };
     let influence_default = !matches!(slot_type, SlotType::Any);
-    let influence_conversation =
-        match o.get("influence_conversation") {
-            None | Some(Value::Null) => influence_default,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => return Err(invalid(
+    let influence_conversation = match o.get("influence_conversation") {
+        None | Some(Value::Null) => influence_default,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(invalid(
                 file,
                 format!(
                     "slot '{name}': influence_conversation must be true or false, found {other}"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     if influence_conversation && matches!(slot_type, SlotType::Any) {
         return Err(invalid(
             file,

@@ -19,7 +19,6 @@ pub mod processor;
 pub mod server;
 pub mod slots;
 pub mod stores;
-#[path = "story_stub.rs"]
 pub mod story;
 pub mod tracker;
 pub mod yaml;

@@ -16,27 +16,33 @@
 //!   sequences not indented under their key, strings plain unless YAML would read
 //!   them as another type or they hold special characters.
 //!
+//! The events to pass are the ones Rasa puts in the story: every event of the session,
+//! including those a later `rewind`, `undo` or `restart` reverted (Rasa's `as_story`
+//! uses `tracker.events`, not the applied events).
+//!
 //! Known gaps, all far from what conversations contain: ruamel's line folding past
-//! 4096 columns, complex (`? `) mapping keys for empty, multi-line or very long keys,
-//! the loop-specific pruning in Rasa's `applied_events` when replaying after a
-//! `rewind` or `undo`, and the error Rasa raises for malformed inline entity
-//! annotations in a message's text (palaver writes the story anyway).
+//! 4096 columns; the loop-specific pruning of Rasa's `applied_events` when replaying
+//! after a `rewind` or `undo`; and where Rasa fails with a 500 (a user text holding a
+//! malformed inline annotation such as `[x]{bad}`, two entities with the same start
+//! but different ends) palaver writes the story anyway.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::Value;
 
-use crate::events::{is_truthy, Event, EventKind, UserUttered, ACTION_LISTEN, ACTION_SESSION_START};
+use crate::events::{
+    is_truthy, Event, EventKind, UserUttered, ACTION_LISTEN, ACTION_SESSION_START,
+};
 
 /// The action name Rasa uses for the `...` rule snippet; never written.
 const RULE_SNIPPET_ACTION: &str = "...";
 
-/// One conversation session to export: the story name and the session's applied events, oldest first.
+/// One conversation session to export: the story name and the session's events, oldest first.
 pub struct StoryInput<'a> {
     /// The story name (`story:`), e.g. the conversation id.
     pub name: String,
-    /// The session's events, oldest first.
+    /// The session's events, oldest first, reverted ones included (as Rasa writes them).
     pub events: Vec<&'a Event>,
 }
 
@@ -120,7 +126,10 @@ fn user_step(user: &UserUttered, state: &UserState) -> Vec<(String, Node)> {
         }
     }
     if let Some(text) = user.text.as_deref().filter(|t| !t.is_empty()) {
-        step.push(("user".into(), Node::Literal(annotate(text, &state.entities))));
+        step.push((
+            "user".into(),
+            Node::Literal(annotate(text, &state.entities)),
+        ));
     }
     step
 }
@@ -142,6 +151,8 @@ struct Tracker {
 }
 
 impl Tracker {
+    /// Applies one event: what Rasa's `apply_to` does to the state kept here and,
+    /// for `user_featurization` and `entities`, to the latest user message.
     fn apply(&mut self, index: usize, event: &Event, users: &mut [Option<UserState>]) {
         let listening = self.latest_action.as_deref() == Some(ACTION_LISTEN);
         let target = match self.latest_message {
@@ -232,9 +243,12 @@ fn undo_till(applied: &mut Vec<usize>, events: &[&Event], kind: impl Fn(&EventKi
 
 /// Rasa's markdown entity annotation (`[text](type)`, `[text]{...}`, `[text][...]`).
 static ENTITY_ANNOTATION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"\[(?P<text>[^\]]+?)\](?:\((?P<entity>[^:)]+?)(?::(?P<value>[^)]+))?\)|\{(?P<dict>[^}]+?)\}|\[(?P<list>.*?)\])",
-    )
+    Regex::new(concat!(
+        r"\[(?P<text>[^\]]+?)\]",
+        r"(?:\((?P<entity>[^:)]+?)(?::(?P<value>[^)]+))?\)",
+        r"|\{(?P<dict>[^}]+?)\}",
+        r"|\[(?P<list>.*?)\])",
+    ))
     .expect("valid regex")
 });
 
@@ -304,10 +318,15 @@ fn entity_attributes(text: &str, entity: &serde_json::Map<String, Value>, short:
         };
         return format!("({kind})");
     }
-    let parts: Vec<String> = [("entity", kind), ("role", role), ("group", group), ("value", value)]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| format!("\"{k}\": {}", py_json(v))))
-        .collect();
+    let parts: Vec<String> = [
+        ("entity", kind),
+        ("role", role),
+        ("group", group),
+        ("value", value),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| format!("\"{k}\": {}", py_json(v))))
+    .collect();
     format!("{{{}}}", parts.join(", "))
 }
 
@@ -419,7 +438,9 @@ fn json_node(v: &Value) -> Node {
         Value::Number(_) => Node::Raw(number_text(v)),
         Value::String(s) => Node::Str(s.clone()),
         Value::Array(items) => Node::Seq(items.iter().map(json_node).collect()),
-        Value::Object(map) => Node::Map(map.iter().map(|(k, v)| (k.clone(), json_node(v))).collect()),
+        Value::Object(map) => {
+            Node::Map(map.iter().map(|(k, v)| (k.clone(), json_node(v))).collect())
+        }
     }
 }
 
@@ -441,21 +462,31 @@ impl Writer {
             if i > 0 || !inline {
                 self.pad(indent);
             }
-            self.scalar(key, true);
-            self.out.push(':');
-            match value {
-                Node::Seq(items) if !items.is_empty() => {
-                    self.out.push('\n');
-                    self.seq(items, indent, false);
+            if is_simple_key(key) {
+                self.scalar(key, true, indent + 2);
+                self.out.push(':');
+                match value {
+                    Node::Seq(items) if !items.is_empty() => {
+                        self.out.push('\n');
+                        self.seq(items, indent, false);
+                    }
+                    Node::Map(entries) if !entries.is_empty() => {
+                        self.out.push('\n');
+                        self.map(entries, indent + 2, false);
+                    }
+                    other => {
+                        self.out.push(' ');
+                        self.leaf(other, indent + 2);
+                    }
                 }
-                Node::Map(entries) if !entries.is_empty() => {
-                    self.out.push('\n');
-                    self.map(entries, indent + 2, false);
-                }
-                other => {
-                    self.out.push(' ');
-                    self.leaf(other, indent + 2);
-                }
+            } else {
+                // A complex key: `? key` and `: value` on lines of their own.
+                self.out.push_str("? ");
+                self.scalar(key, false, indent + 2);
+                self.out.push('\n');
+                self.pad(indent);
+                self.out.push_str(": ");
+                self.item(value, indent + 2);
             }
         }
     }
@@ -469,11 +500,17 @@ impl Writer {
                 self.pad(indent);
             }
             self.out.push_str("- ");
-            match item {
-                Node::Seq(items) if !items.is_empty() => self.seq(items, indent + 2, true),
-                Node::Map(entries) if !entries.is_empty() => self.map(entries, indent + 2, true),
-                other => self.leaf(other, indent + 2),
-            }
+            self.item(item, indent + 2);
+        }
+    }
+
+    /// A node that continues the current line after `- ` or `: `, its own
+    /// content at column `indent`.
+    fn item(&mut self, node: &Node, indent: usize) {
+        match node {
+            Node::Seq(items) if !items.is_empty() => self.seq(items, indent, true),
+            Node::Map(entries) if !entries.is_empty() => self.map(entries, indent, true),
+            other => self.leaf(other, indent),
         }
     }
 
@@ -481,7 +518,7 @@ impl Writer {
     fn leaf(&mut self, node: &Node, indent: usize) {
         match node {
             Node::Raw(text) => self.out.push_str(text),
-            Node::Str(s) => self.scalar(s, false),
+            Node::Str(s) => self.scalar(s, false, indent),
             Node::Literal(s) => return self.literal(s, indent),
             Node::Seq(_) => self.out.push_str("[]"),
             Node::Map(_) => self.out.push_str("{}"),
@@ -489,17 +526,32 @@ impl Writer {
         self.out.push('\n');
     }
 
+    /// Indents a new line to column `indent`.
     fn pad(&mut self, indent: usize) {
         self.out.extend(std::iter::repeat_n(' ', indent));
     }
 
-    /// A string in the style ruamel.yaml picks for it.
-    fn scalar(&mut self, s: &str, simple_key: bool) {
+    /// A string in the style ruamel.yaml picks for it; `indent` is where a line
+    /// continues after a line break inside single quotes.
+    fn scalar(&mut self, s: &str, simple_key: bool, indent: usize) {
         match scalar_style(s, simple_key) {
             Style::Plain => self.out.push_str(s),
             Style::Single => {
                 self.out.push('\'');
-                self.out.push_str(&s.replace('\'', "''"));
+                let mut in_breaks = false;
+                for c in s.chars() {
+                    if in_breaks && !is_break(c) {
+                        self.pad(indent);
+                    }
+                    in_breaks = is_break(c);
+                    match c {
+                        '\'' => self.out.push_str("''"),
+                        _ => self.out.push(c),
+                    }
+                }
+                if in_breaks {
+                    self.pad(indent);
+                }
                 self.out.push('\'');
             }
             Style::Double => double_quoted(&mut self.out, s),
@@ -508,7 +560,6 @@ impl Writer {
 
     /// A literal block scalar whose lines sit at column `indent`.
     fn literal(&mut self, s: &str, indent: usize) {
-        let is_break = |c: char| matches!(c, '\n' | '\u{85}' | '\u{2028}' | '\u{2029}');
         let chars: Vec<char> = s.chars().collect();
         self.out.push('|');
         if chars.first().is_some_and(|&c| c == ' ' || is_break(c)) {
@@ -543,8 +594,18 @@ impl Writer {
     }
 }
 
+/// YAML's line breaks (ruamel.yaml writes the ones other than `\n` as they are).
+fn is_break(c: char) -> bool {
+    matches!(c, '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+/// Whether ruamel.yaml writes a mapping key as `key:` (else as `? key`): keys on
+/// one line and shorter than 128 characters, less the 5 its `!!str` tag counts for.
+fn is_simple_key(key: &str) -> bool {
+    !key.chars().any(is_break) && key.chars().count() < 123
+}
+
 /// How a string scalar is written.
-#[derive(Debug, PartialEq)]
 enum Style {
     Plain,
     Single,
@@ -554,8 +615,7 @@ enum Style {
 /// ruamel.yaml's choice of style for a string in block context
 /// (`Emitter.choose_scalar_style` after `analyze_scalar`).
 fn scalar_style(s: &str, simple_key: bool) -> Style {
-    let is_space = |c: char| matches!(c, '\0' | ' ' | '\t' | '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}');
-    let is_break = |c: char| matches!(c, '\n' | '\u{85}' | '\u{2028}' | '\u{2029}');
+    let is_space = |c: char| matches!(c, '\0' | ' ' | '\t' | '\r') || is_break(c);
     let chars: Vec<char> = s.chars().collect();
     let n = chars.len();
     let mut block_indicators = s.starts_with("---") || s.starts_with("...");
@@ -631,8 +691,10 @@ static IMPLICIT_TYPES: LazyLock<Regex> = LazyLock::new(|| {
     .expect("valid regex")
 });
 
+/// Whether a plain scalar would not read back as a string. ruamel.yaml only tries
+/// the patterns whose first characters match, so `_1` stays a string.
 fn resolves_to_other_type(s: &str) -> bool {
-    IMPLICIT_TYPES.is_match(s)
+    !s.starts_with('_') && IMPLICIT_TYPES.is_match(s)
 }
 
 /// A double-quoted scalar with ruamel.yaml's escapes (unicode kept, except the
@@ -641,7 +703,7 @@ fn double_quoted(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         let keep = matches!(c, ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
-            && !matches!(c, '"' | '\\' | '\u{feff}');
+            && !matches!(c, '"' | '\\' | '\u{2028}' | '\u{2029}' | '\u{feff}');
         if keep {
             out.push(c);
             continue;
@@ -675,4 +737,322 @@ fn double_quoted(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Events from their JSON, as the tracker store holds them.
+    fn events(list: Value) -> Vec<Event> {
+        let items = list.as_array().expect("a list of events");
+        items
+            .iter()
+            .map(|e| {
+                Event::from_json(e)
+                    .expect("valid event")
+                    .expect("not ignored")
+            })
+            .collect()
+    }
+
+    fn export_one(name: &str, events: &[Event]) -> String {
+        export_stories(&[StoryInput {
+            name: name.into(),
+            events: events.iter().collect(),
+        }])
+    }
+
+    fn user(text: &str, intent: &str, entities: Value) -> Value {
+        json!({"event": "user", "text": text,
+               "parse_data": {"intent": {"name": intent, "confidence": 1.0}, "entities": entities}})
+    }
+
+    fn action(name: &str) -> Value {
+        json!({"event": "action", "name": name})
+    }
+
+    fn featurization(by_text: bool) -> Value {
+        json!({"event": "user_featurization", "use_text_for_featurization": by_text})
+    }
+
+    // Expected outputs below were written by Rasa 3.6 (`get_test_stories`) from the same events.
+
+    #[test]
+    fn writes_a_session_like_rasa() {
+        let all = events(json!([
+            action("action_session_start"),
+            {"event": "session_started"},
+            action("action_listen"),
+            user("/greet", "greet", json!([])),
+            featurization(false),
+            action("utter_greet"),
+            {"event": "bot", "text": "Hey! How are you?"},
+            action("action_listen"),
+            user("/mood_great", "mood_great", json!([])),
+            featurization(false),
+            action("utter_happy"),
+            {"event": "bot", "text": "Great, carry on!"},
+            action("action_listen"),
+            user(r#"/introduce{"name":"Ada"}"#, "introduce",
+                 json!([{"entity": "name", "value": "Ada", "start": 10, "end": 23}])),
+            {"event": "slot", "name": "name", "value": "Ada"},
+            featurization(false),
+            action("utter_hello_name"),
+            {"event": "bot", "text": "Hello Ada!"},
+            action("action_listen"),
+        ]));
+        let expected = r#"version: "3.1"
+stories:
+- story: SENDER
+  steps:
+  - intent: greet
+    user: |-
+      /greet
+  - action: utter_greet
+  - intent: mood_great
+    user: |-
+      /mood_great
+  - action: utter_happy
+  - intent: introduce
+    user: |-
+      /introduce{"name":"Ada"}
+  - slot_was_set:
+    - name: Ada
+  - action: utter_hello_name
+"#;
+        // The applied events of the session, as the server passes them.
+        assert_eq!(export_one("SENDER", &all[2..]), expected);
+        // The session start events would be left out anyway.
+        assert_eq!(export_one("SENDER", &all), expected);
+    }
+
+    #[test]
+    fn annotates_entities_with_role_and_group() {
+        let events = events(json!([
+            action("action_listen"),
+            user(
+                "fly from Berlin to San Francisco",
+                "book_flight",
+                json!([
+                    {"entity": "city", "value": "Berlin", "start": 9, "end": 15, "role": "from"},
+                    {"entity": "city", "value": "SF", "start": 19, "end": 32, "role": "to", "group": "1"},
+                ])
+            ),
+            featurization(false),
+            action("utter_ok"),
+            action("action_listen"),
+            user(
+                "I am Ada",
+                "introduce",
+                json!([
+                    {"entity": "name", "value": "Ada", "start": 5, "end": 8},
+                    {"entity": "person", "value": "Ada", "start": 5, "end": 8},
+                ])
+            ),
+            // Featurized by text: Rasa leaves the intent out.
+            featurization(true),
+            action("action_listen"),
+        ]));
+        let expected = r#"version: "3.1"
+stories:
+- story: flights
+  steps:
+  - intent: book_flight
+    user: |-
+      fly from [Berlin]{"entity": "city", "role": "from"} to [San Francisco]{"entity": "city", "role": "to", "group": "1", "value": "SF"}
+  - action: utter_ok
+  - user: |-
+      I am [Ada][{"entity": "name"}, {"entity": "person"}]
+"#;
+        assert_eq!(export_one("flights", &events), expected);
+    }
+
+    #[test]
+    fn writes_slot_values_of_any_type() {
+        let events = events(json!([
+            {"event": "slot", "name": "cities", "value": ["Berlin", "Lisbon"]},
+            {"event": "slot", "name": "name", "value": null},
+            {"event": "slot", "name": "confirmed", "value": true},
+            {"event": "slot", "name": "count", "value": 3},
+            {"event": "slot", "name": "ratio", "value": 0.5},
+            {"event": "slot", "name": "answer", "value": "yes"},
+            {"event": "slot", "name": "address", "value": {"street": "Main St: 1", "zip": "01234"}},
+        ]));
+        let expected = r#"version: "3.1"
+stories:
+- story: slots
+  steps:
+  - slot_was_set:
+    - cities:
+      - Berlin
+      - Lisbon
+  - slot_was_set:
+    - name: null
+  - slot_was_set:
+    - confirmed: true
+  - slot_was_set:
+    - count: 3
+  - slot_was_set:
+    - ratio: 0.5
+  - slot_was_set:
+    - answer: yes
+  - slot_was_set:
+    - address:
+        street: 'Main St: 1'
+        zip: '01234'
+"#;
+        assert_eq!(export_one("slots", &events), expected);
+    }
+
+    #[test]
+    fn writes_active_loops_and_end_to_end_bot_turns() {
+        let events = events(json!([
+            action("action_listen"),
+            user("/request_restaurant", "request_restaurant", json!([])),
+            action("restaurant_form"),
+            {"event": "active_loop", "name": "restaurant_form"},
+            {"event": "slot", "name": "requested_slot", "value": "cuisine"},
+            action("action_listen"),
+            user("Italian please", "inform",
+                 json!([{"entity": "cuisine", "value": "italian", "start": 0, "end": 7}])),
+            action("restaurant_form"),
+            {"event": "slot", "name": "cuisine", "value": "italian"},
+            {"event": "slot", "name": "requested_slot", "value": null},
+            {"event": "active_loop", "name": null},
+            {"event": "action", "name": null, "action_text": "Buon appetito!"},
+        ]));
+        let expected = r#"version: "3.1"
+stories:
+- story: form
+  steps:
+  - intent: request_restaurant
+    user: |-
+      /request_restaurant
+  - action: restaurant_form
+  - active_loop: restaurant_form
+  - slot_was_set:
+    - requested_slot: cuisine
+  - intent: inform
+    user: |-
+      [Italian]{"entity": "cuisine", "value": "italian"} please
+  - action: restaurant_form
+  - slot_was_set:
+    - cuisine: italian
+  - slot_was_set:
+    - requested_slot: null
+  - active_loop: null
+  - bot: Buon appetito!
+"#;
+        assert_eq!(export_one("form", &events), expected);
+    }
+
+    #[test]
+    fn writes_empty_conversations() {
+        let only_listen = events(json!([action("action_listen"), {"event": "bot", "text": "hi"}]));
+        let stories = [
+            StoryInput {
+                name: "empty".into(),
+                events: vec![],
+            },
+            StoryInput {
+                name: "123".into(),
+                events: only_listen.iter().collect(),
+            },
+        ];
+        let expected = "version: \"3.1\"\nstories:\n- story: empty\n  steps: []\n- story: '123'\n  steps: []\n";
+        assert_eq!(export_stories(&stories), expected);
+        assert_eq!(export_stories(&[]), "version: \"3.1\"\n");
+    }
+
+    #[test]
+    fn keeps_reverted_events_as_rasa_does() {
+        let events = events(json!([
+            action("action_listen"),
+            user("hi", "greet", json!([])),
+            action("action_default_fallback"),
+            {"event": "rewind"},
+            action("utter_x"),
+            {"event": "undo"},
+            {"event": "restart"},
+            action("utter_after_restart"),
+        ]));
+        let expected = r#"version: "3.1"
+stories:
+- story: c
+  steps:
+  - intent: greet
+    user: |-
+      hi
+  - action: action_default_fallback
+  - action: utter_x
+  - action: utter_after_restart
+"#;
+        assert_eq!(export_one("c", &events), expected);
+    }
+
+    #[test]
+    fn quotes_strings_like_ruamel() {
+        let cases = [
+            ("plain text", "plain text"),
+            ("yes", "yes"),
+            ("true", "'true'"),
+            ("null", "'null'"),
+            ("", "''"),
+            ("42", "'42'"),
+            ("1.5e3", "'1.5e3'"),
+            ("2024-01-31", "'2024-01-31'"),
+            ("_1", "_1"),
+            ("a: b", "'a: b'"),
+            ("a #b", "'a #b'"),
+            ("- a", "'- a'"),
+            ("it's", "it's"),
+            ("'quoted'", "\"'quoted'\""),
+            ("a\nb", "\"a\\nb\""),
+            ("tab\there", "\"tab\\there\""),
+            (" lead", "' lead'"),
+            ("héllo 日本", "héllo 日本"),
+            ("emoji 😀", "emoji 😀"),
+            ("'😀", "\"'\\U0001F600\""),
+        ];
+        for (input, expected) in cases {
+            let mut w = Writer::default();
+            w.scalar(input, false, 0);
+            assert_eq!(w.out, expected, "for {input:?}");
+        }
+    }
+
+    #[test]
+    fn writes_literal_blocks_with_rasas_chomping() {
+        let cases = [
+            ("a\nb", "|-\n  a\n  b\n"),
+            ("a\n", "|\n  a\n"),
+            ("a\n\n", "|+\n  a\n\n"),
+            (" a", "|2-\n   a\n"),
+            ("a\n\nb", "|-\n  a\n\n  b\n"),
+        ];
+        for (input, expected) in cases {
+            let mut w = Writer::default();
+            w.literal(input, 2);
+            assert_eq!(w.out, expected, "for {input:?}");
+        }
+    }
+
+    #[test]
+    fn formats_numbers_like_python() {
+        let cases = [
+            (json!(1.0), "1.0"),
+            (json!(0.0001), "0.0001"),
+            (json!(1.5e-5), "1.5e-05"),
+            (json!(1e15), "1000000000000000.0"),
+            (json!(1e16), "1e+16"),
+            (json!(-0.0), "-0.0"),
+            (json!(-7), "-7"),
+            (json!(u64::MAX), "18446744073709551615"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(number_text(&input), expected, "for {input}");
+        }
+    }
 }

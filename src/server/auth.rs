@@ -102,11 +102,11 @@ impl AuthConfig {
             if let Some(value) = headers.get(header::AUTHORIZATION) {
                 let value = value
                     .to_str()
-                    .map_err(|_| ApiError::InvalidAuthorizationHeader)?;
+                    .map_err(|_| ApiError::invalid_authorization_header())?;
                 let parts: Vec<&str> = value.split(' ').collect();
                 let token = match parts.as_slice() {
                     ["Bearer", token] if !token.is_empty() => *token,
-                    _ => return Err(ApiError::InvalidAuthorizationHeader),
+                    _ => return Err(ApiError::invalid_authorization_header()),
                 };
                 if let Some(claims) = jwt.verify(token) {
                     return if may_access(&claims, conversation) {

@@ -107,7 +107,7 @@ async fn get_tracker(
     bytes.map(json_bytes).map_err(ApiError::conversation_error)
 }
 
-/// Validates and parses a posted event list; `Ok(None)` is returned for nothing.
+/// Validates and parses a posted event list (one event or an array).
 fn parse_posted_events(body: &Value) -> Result<Vec<events::Event>, ApiError> {
     let items = events::validate_events(body).map_err(|e| ApiError::invalid_events(&e))?;
     events::parse_events(&items).map_err(|e| match e {
@@ -128,12 +128,9 @@ async fn append_events(
     state.auth.check(headers, q.get("token"), Some(id))?;
     let agent = state.agent()?;
     let body = read_json(body, state.body_limit).await?;
-    let items = events::validate_events(&body).map_err(|e| ApiError::invalid_events(&e))?;
+    events::validate_events(&body).map_err(|e| ApiError::invalid_events(&e))?;
     let verbosity = q.include_events()?;
-    let events = events::parse_events(&items).map_err(|e| match e {
-        EventError::Invalid(m) => ApiError::invalid_events(&m),
-        EventError::Unusable(m) => ApiError::conversation_error(m),
-    })?;
+    let events = parse_posted_events(&body)?;
     if events.is_empty() {
         return Err(ApiError::conversation_error(
             "Couldn't extract a proper event from the request body.",
@@ -220,7 +217,8 @@ async fn get_story(
             } else {
                 id.to_owned()
             },
-            events: s.applied_events(),
+            // Rasa's `as_story` writes every event of the session, reverted ones too.
+            events: s.events().iter().collect(),
         })
         .collect();
     let text = export_stories(&inputs);

@@ -15,9 +15,13 @@ use crate::stores::StoreError;
 
 const DOCS: &str = "https://rasa.com/docs/rasa";
 
-/// An error answer of the HTTP API.
+/// An error answer of the HTTP API (boxed: handlers return it on every path).
 #[derive(Debug)]
-pub enum ApiError {
+pub struct ApiError(Box<ErrorBody>);
+
+/// The kinds of error body.
+#[derive(Debug)]
+pub enum ErrorBody {
     /// Rasa's error envelope.
     Rasa {
         /// HTTP status.
@@ -42,31 +46,39 @@ pub enum ApiError {
     InvalidAuthorizationHeader,
 }
 
+impl From<ErrorBody> for ApiError {
+    fn from(body: ErrorBody) -> ApiError {
+        ApiError(Box::new(body))
+    }
+}
+
 impl ApiError {
     fn rasa(status: StatusCode, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::Rasa {
+        ErrorBody::Rasa {
             status,
             reason,
             message: message.into(),
             details: json!({}),
             help: None,
         }
+        .into()
     }
 
     /// 400 `BadRequest` about a parameter (`location` is `query` or `body`).
     pub fn bad_parameter(message: impl Into<String>, parameter: &str, location: &str) -> ApiError {
-        ApiError::Rasa {
+        ErrorBody::Rasa {
             status: StatusCode::BAD_REQUEST,
             reason: "BadRequest",
             message: message.into(),
             details: json!({"parameter": parameter, "in": location}),
             help: None,
         }
+        .into()
     }
 
     /// 400 for events that fail Rasa's event schema.
     pub fn invalid_events(detail: &str) -> ApiError {
-        ApiError::Rasa {
+        ErrorBody::Rasa {
             status: StatusCode::BAD_REQUEST,
             reason: "BadRequest",
             message: format!(
@@ -76,6 +88,7 @@ impl ApiError {
             details: json!({}),
             help: Some(format!("{DOCS}/pages/http-api")),
         }
+        .into()
     }
 
     /// 400 for a bad `include_events` value.
@@ -89,7 +102,7 @@ impl ApiError {
 
     /// 401 `NotAuthenticated`.
     pub fn not_authenticated() -> ApiError {
-        ApiError::Rasa {
+        ErrorBody::Rasa {
             status: StatusCode::UNAUTHORIZED,
             reason: "NotAuthenticated",
             message: "User is not authenticated.".into(),
@@ -98,11 +111,12 @@ impl ApiError {
                 "{DOCS}/user-guide/configuring-http-api/#security-considerations"
             )),
         }
+        .into()
     }
 
     /// 403 `NotAuthorized`.
     pub fn not_authorized() -> ApiError {
-        ApiError::Rasa {
+        ErrorBody::Rasa {
             status: StatusCode::FORBIDDEN,
             reason: "NotAuthorized",
             message: "User has insufficient permissions.".into(),
@@ -111,6 +125,7 @@ impl ApiError {
                 "{DOCS}/user-guide/configuring-http-api/#security-considerations"
             )),
         }
+        .into()
     }
 
     /// 404 for a conversation that must exist but does not.
@@ -124,14 +139,14 @@ impl ApiError {
 
     /// 409 when no bot is loaded.
     pub fn no_agent() -> ApiError {
-        ApiError::Rasa {
+        ErrorBody::Rasa {
             status: StatusCode::CONFLICT,
             reason: "Conflict",
             message: "No agent loaded. To continue processing, a model of a trained agent needs to be loaded."
                 .into(),
             details: json!({}),
             help: Some(format!("{DOCS}/user-guide/configuring-http-api/")),
-        }
+        }.into()
     }
 
     /// 500 `ConversationError`, Rasa's catch-all of the conversation routes.
@@ -145,41 +160,50 @@ impl ApiError {
 
     /// The framework's 400 for a body that is not JSON.
     pub fn malformed_json() -> ApiError {
-        ApiError::Framework {
+        ErrorBody::Framework {
             status: StatusCode::BAD_REQUEST,
             message: "Failed when parsing body as json".into(),
         }
+        .into()
     }
 
     /// The framework's 404 for an unknown path.
     pub fn unknown_path(path: &str) -> ApiError {
-        ApiError::Framework {
+        ErrorBody::Framework {
             status: StatusCode::NOT_FOUND,
             message: format!("Requested URL {path} not found"),
         }
+        .into()
     }
 
     /// The framework's 405 for a known path with the wrong method.
     pub fn method_not_allowed(method: &str, path: &str) -> ApiError {
-        ApiError::Framework {
+        ErrorBody::Framework {
             status: StatusCode::METHOD_NOT_ALLOWED,
             message: format!("Method {method} not allowed for URL {path}"),
         }
+        .into()
     }
 
     /// The framework's 413 for a body over the size limit.
     pub fn payload_too_large(limit: usize) -> ApiError {
-        ApiError::Framework {
+        ErrorBody::Framework {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             message: format!("Request body exceeds the size limit of {limit} bytes"),
         }
+        .into()
+    }
+
+    /// A malformed `Authorization` header while JWT auth is on.
+    pub fn invalid_authorization_header() -> ApiError {
+        ErrorBody::InvalidAuthorizationHeader.into()
     }
 
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::Rasa { status, .. } | ApiError::Framework { status, .. } => *status,
-            ApiError::InvalidAuthorizationHeader => StatusCode::BAD_REQUEST,
+        match &*self.0 {
+            ErrorBody::Rasa { status, .. } | ErrorBody::Framework { status, .. } => *status,
+            ErrorBody::InvalidAuthorizationHeader => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -201,8 +225,8 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = match self {
-            ApiError::Rasa {
+        let body = match *self.0 {
+            ErrorBody::Rasa {
                 status,
                 reason,
                 message,
@@ -217,12 +241,12 @@ impl IntoResponse for ApiError {
                 "help": help,
                 "code": status.as_u16(),
             }),
-            ApiError::Framework { status, message } => json!({
+            ErrorBody::Framework { status, message } => json!({
                 "description": status.canonical_reason().unwrap_or("Error"),
                 "status": status.as_u16(),
                 "message": message,
             }),
-            ApiError::InvalidAuthorizationHeader => json!({
+            ErrorBody::InvalidAuthorizationHeader => json!({
                 "reasons": ["Authorization header is invalid."],
                 "exception": "InvalidAuthorizationHeader",
             }),

@@ -322,13 +322,13 @@ mod tests {
         let a = ev(json!({"event": "slot", "name": "x", "value": 1, "timestamp": 1.0}));
         let b = ev(json!({"event": "user", "text": "hi", "timestamp": 2.0,
             "parse_data": {"intent": {"name": "greet"}}}));
-        store.append("a", &[a.clone()]).await.unwrap();
-        store.append("a", &[b.clone()]).await.unwrap();
+        store.append("a", std::slice::from_ref(&a)).await.unwrap();
+        store.append("a", std::slice::from_ref(&b)).await.unwrap();
         assert_eq!(
             store.retrieve("a").await.unwrap(),
             Some(vec![a.clone(), b.clone()])
         );
-        store.replace("a", &[b.clone()]).await.unwrap();
+        store.replace("a", std::slice::from_ref(&b)).await.unwrap();
         assert_eq!(store.retrieve("a").await.unwrap(), Some(vec![b.clone()]));
         drop(store);
         let store = SqliteTrackerStore::open(&path).await.unwrap();
