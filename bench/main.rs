@@ -501,14 +501,14 @@ mod load {
     }
 
     /// Replaces each conversation's history with `n` slot events, skipping those in
-    /// `done` (and adding the others to it).
+    /// `done` (and adding the others to it). Returns how many were filled.
     pub async fn prefill(
         client: &Client,
         base: &str,
         ids: Vec<String>,
         n: usize,
         done: &mut HashSet<String>,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let todo: Vec<String> = ids.into_iter().filter(|id| !done.contains(id)).collect();
         let body = prefill_body(n);
         futures::stream::iter(todo.iter().cloned())
@@ -535,8 +535,9 @@ mod load {
             .buffer_unordered(PREFILL_PARALLELISM)
             .try_collect::<Vec<()>>()
             .await?;
+        let filled = todo.len();
         done.extend(todo);
-        Ok(())
+        Ok(filled)
     }
 
     /// What one run measured.
@@ -944,9 +945,9 @@ async fn bench_store(
                     .flat_map(|c| scenario.conversation_ids(&run, c))
                     .collect();
                 let t = Instant::now();
-                load::prefill(&client, &server.base, ids, n, &mut prefilled).await?;
+                let filled = load::prefill(&client, &server.base, ids, n, &mut prefilled).await?;
                 eprintln!(
-                    "[{}] {run}: prefilled {conc} conversations of {n} events in {:.1} s",
+                    "[{}] {run}: prefilled {filled} conversation(s) of {n} events in {:.1} s",
                     store.name(),
                     t.elapsed().as_secs_f64()
                 );

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::actions::remote::{ActionEndpoint, RemoteActionExecutor};
 use crate::domain::{Domain, DomainError};
 use crate::events::Event;
+use crate::policies::PolicyEnsemble;
 use crate::slots::Slot;
 use crate::yaml::{self, YamlError};
 
@@ -32,8 +34,15 @@ pub enum ProjectError {
     Invalid(String),
 }
 
+/// `MAX_NUMBER_OF_PREDICTIONS` as Rasa reads it: actions per message (default 10).
+pub fn max_number_of_predictions() -> usize {
+    std::env::var("MAX_NUMBER_OF_PREDICTIONS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(10)
+}
+
 /// A loaded bot.
-#[derive(Debug)]
 pub struct Agent {
     /// The domain.
     pub domain: Arc<Domain>,
@@ -47,31 +56,35 @@ pub struct Agent {
     pub model_file: String,
     /// `assistant_id` from `config.yml`.
     pub assistant_id: Option<String>,
+    /// The dialogue policies, trained from the project's stories and rules.
+    pub policies: PolicyEnsemble,
+    /// Runs custom actions on the action server.
+    pub executor: RemoteActionExecutor,
+    /// `GET /domain` JSON, also sent to the action server.
+    pub domain_json: Value,
+    /// The domain's actions in Rasa's order (default actions first).
+    pub domain_action_names: Vec<String>,
+    /// Most actions run for one message.
+    pub max_predictions: usize,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("model_id", &self.model_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Agent {
-    /// Builds an agent from an already loaded domain and config.
-    pub fn new(domain: Domain, config: Value, model_id: String, model_file: String) -> Agent {
-        let assistant_id = config
-            .get("assistant_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        Agent {
-            slots: Arc::new(domain.slots.clone()),
-            domain: Arc::new(domain),
-            config,
-            model_id,
-            model_file,
-            assistant_id,
-        }
-    }
-
-    /// Loads the project in `dir`: `domain.yml` (or a `domain/` folder) and
-    /// `config.yml`. `domain` and `config` override the default file locations.
-    pub fn load(
+    /// Loads the project in `dir`: `domain.yml` (or a `domain/` folder), `config.yml`
+    /// and `data/`; trains the policies; reads the action endpoint from `endpoints`
+    /// (the parsed endpoints.yml). `domain` and `config` override the file locations.
+    pub fn load_project(
         dir: &Path,
         domain: Option<&Path>,
         config: Option<&Path>,
+        endpoints: &Value,
     ) -> Result<Agent, ProjectError> {
         let domain_path = match domain {
             Some(p) => p.to_path_buf(),
@@ -91,22 +104,37 @@ impl Agent {
         } else {
             Value::Null
         };
-        let model_id = fingerprint(&[&domain_path, &config_path, &dir.join("data")]);
+        let data_dir = dir.join("data");
+        let data = crate::training_data::load(&data_dir)
+            .map_err(|e| ProjectError::Invalid(e.to_string()))?;
+        let policies = PolicyEnsemble::train(&config, &domain, &data)
+            .map_err(|e| ProjectError::Invalid(e.to_string()))?;
+        let endpoint = ActionEndpoint::from_endpoints(endpoints).map_err(ProjectError::Invalid)?;
+        let model_id = fingerprint(&[&domain_path, &config_path, &data_dir]);
         let name = dir
             .canonicalize()
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "bot".into());
-        Ok(Agent::new(
-            domain,
+        let assistant_id = config
+            .get("assistant_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(Agent {
+            slots: Arc::new(domain.slots.clone()),
+            domain_json: domain.to_json(),
+            domain_action_names: domain.action_names(),
+            domain: Arc::new(domain),
             config,
             model_id,
-            format!("{name}.tar.gz"),
-        ))
+            model_file: format!("{name}.tar.gz"),
+            assistant_id,
+            policies,
+            executor: RemoteActionExecutor::new(endpoint),
+            max_predictions: max_number_of_predictions(),
+        })
     }
-}
 
-impl Agent {
     /// Adds the model's ids to an event's metadata unless present, as Rasa does for
     /// every event it logs.
     pub fn stamp(&self, event: &mut Event) {

@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve a Rasa project (like `rasa run`).
     Run(RunArgs),
+    /// Talk to a bot in the terminal (like `rasa shell`).
+    Shell(RunArgs),
 }
 
 /// Log output format.

@@ -10,15 +10,21 @@
 //! The core types — [`events`], [`tracker`], [`domain`], [`slots`] — are pure: they
 //! know nothing of HTTP or storage.
 
+pub mod actions;
 pub mod agent;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod nlg;
+pub mod nlu;
+pub mod policies;
 pub mod processor;
 pub mod server;
 pub mod slots;
 pub mod stores;
 pub mod story;
 pub mod tracker;
+pub mod training_data;
 pub mod yaml;

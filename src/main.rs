@@ -8,9 +8,16 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {
-            palaver::cli::init_logging(args.log_format);
+            palaver::cli::init_logging(args.log_format, "info");
             if let Err(e) = palaver::cli::run(args).await {
                 tracing::error!("{e:#}");
+                eprintln!("error: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        Command::Shell(args) => {
+            palaver::cli::init_logging(args.log_format, "warn");
+            if let Err(e) = palaver::cli::shell(args).await {
                 eprintln!("error: {e:#}");
                 return std::process::ExitCode::FAILURE;
             }

@@ -10,9 +10,11 @@ use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
-use super::{json_bytes, read_json, ApiError, QueryParams, SharedState};
+use super::{dialogue, json_bytes, read_json, ApiError, QueryParams, SharedState};
+use crate::actions::session_start_events;
+use crate::channels::CollectingOutputChannel;
 use crate::events::{self, begins_with_session_start, EventError};
-use crate::processor::session_start_events;
+use crate::processor::messages::{run_action, Prediction};
 use crate::story::{export_stories, StoryInput};
 use crate::tracker::DialogueStateTracker;
 
@@ -22,12 +24,20 @@ enum Resource {
     TrackerEvents,
     Tracker,
     Story,
+    Messages,
+    Predict,
+    Execute,
+    TriggerIntent,
 }
 
 const SUFFIXES: &[(&str, Resource)] = &[
     ("/tracker/events", Resource::TrackerEvents),
     ("/tracker", Resource::Tracker),
     ("/story", Resource::Story),
+    ("/messages", Resource::Messages),
+    ("/predict", Resource::Predict),
+    ("/execute", Resource::Execute),
+    ("/trigger_intent", Resource::TriggerIntent),
 ];
 
 /// Splits `/conversations/<id><suffix>` into the decoded id and the resource.
@@ -69,6 +79,16 @@ pub async fn dispatch(
             replace_events(&state, &headers, &q, &id, body).await
         }
         (Resource::Story, &Method::GET) => get_story(&state, &headers, &q, &id).await,
+        (Resource::Messages, &Method::POST) => {
+            dialogue::add_message(&state, &headers, &q, &id, body).await
+        }
+        (Resource::Predict, &Method::POST) => dialogue::predict(&state, &headers, &q, &id).await,
+        (Resource::Execute, &Method::POST) => {
+            dialogue::execute(&state, &headers, &q, &id, body).await
+        }
+        (Resource::TriggerIntent, &Method::POST) => {
+            dialogue::trigger_intent(&state, &headers, &q, &id, body).await
+        }
         _ => Err(ApiError::method_not_allowed(method.as_str(), path)),
     }
 }
@@ -89,7 +109,9 @@ async fn get_tracker(
     let tracker = stored.get();
     let bytes = if tracker.events().is_empty() {
         let mut fresh = DialogueStateTracker::new(id, agent.slots.clone());
-        for mut e in session_start_events(&agent, &fresh, None) {
+        let start = events::Event::action(events::ACTION_SESSION_START, None, Some(1.0));
+        let rest = session_start_events(&agent, &fresh);
+        for mut e in std::iter::once(start).chain(rest) {
             agent.stamp(&mut e);
             fresh.update(e);
         }
@@ -138,7 +160,15 @@ async fn append_events(
     }
     let mut txn = state.conversations.open(id, agent).await?;
     if txn.tracker().events().is_empty() && !begins_with_session_start(&events) {
-        txn.start_session(None);
+        // Rasa runs the session start without an output channel: its messages are dropped.
+        let nowhere = CollectingOutputChannel::new();
+        run_action(
+            &mut txn,
+            events::ACTION_SESSION_START,
+            Prediction::fixed(None, Some(1.0)),
+            &nowhere,
+        )
+        .await;
     }
     for e in events {
         txn.log(e);

@@ -167,6 +167,24 @@ impl ApiError {
         .into()
     }
 
+    /// The framework's 500 for a body of the wrong JSON type.
+    pub fn framework_500(message: impl Into<String>) -> ApiError {
+        ErrorBody::Framework {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+        .into()
+    }
+
+    /// A Rasa envelope error with any status and reason.
+    pub fn with_reason(
+        status: StatusCode,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError::rasa(status, reason, message)
+    }
+
     /// The framework's 404 for an unknown path.
     pub fn unknown_path(path: &str) -> ApiError {
         ErrorBody::Framework {

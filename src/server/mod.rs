@@ -9,8 +9,11 @@
 pub mod auth;
 pub mod conversations;
 pub mod cors;
+pub mod dialogue;
 pub mod error;
+pub mod model;
 pub mod status;
+pub mod webhooks;
 
 use std::sync::{Arc, RwLock};
 
@@ -18,7 +21,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::Router;
 use serde_json::Value;
 
@@ -37,6 +40,19 @@ pub struct AppState {
     pub auth: AuthConfig,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// The `callback` channel's target, when credentials.yml configures it.
+    pub callback: Option<crate::channels::callback::CallbackEndpoint>,
+    /// Where the project came from, to load it again on `PUT /model`.
+    pub project: ProjectSource,
+}
+
+/// The project folder and endpoints a server was started with.
+#[derive(Debug, Clone)]
+pub struct ProjectSource {
+    /// The project folder.
+    pub dir: std::path::PathBuf,
+    /// The parsed endpoints.yml (`null` when there is none).
+    pub endpoints: Value,
 }
 
 impl AppState {
@@ -60,15 +76,37 @@ pub struct RouterOptions {
     pub enable_api: bool,
     /// Allowed CORS origins (`--cors`).
     pub cors: Vec<String>,
+    /// Mount `/webhooks/rest/...`.
+    pub rest_channel: bool,
+    /// Mount `/webhooks/callback/...`.
+    pub callback_channel: bool,
 }
 
 /// Builds the HTTP application.
 pub fn router(state: SharedState, options: &RouterOptions) -> Router {
     let mut app = Router::new().route("/", get(status::hello));
+    if options.rest_channel {
+        app = app
+            .route("/webhooks/rest", get(webhooks::health))
+            .route("/webhooks/rest/", get(webhooks::health))
+            .route("/webhooks/rest/webhook", post(webhooks::rest))
+            .route("/webhooks/rest/webhook/", post(webhooks::rest));
+    }
+    if options.callback_channel {
+        app = app
+            .route("/webhooks/callback", get(webhooks::health))
+            .route("/webhooks/callback/", get(webhooks::health))
+            .route("/webhooks/callback/webhook", post(webhooks::callback))
+            .route("/webhooks/callback/webhook/", post(webhooks::callback));
+    }
     if options.enable_api {
         app = app
             .route("/version", get(status::version))
             .route("/status", get(status::status))
+            .route("/domain", get(model::domain))
+            .route("/model", put(model::replace).delete(model::unload))
+            .route("/model/parse", post(model::parse))
+            .route("/model/predict", post(model::predict))
             .route(
                 "/conversations/{*rest}",
                 axum::routing::any(conversations::dispatch),

@@ -7,14 +7,13 @@
 //! is dropped and the next request reads the store again, so the cache never holds
 //! events the store does not.
 
+pub mod messages;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use serde_json::Value;
-
 use crate::agent::Agent;
-use crate::events::{Event, EventKind, JsonMap, ACTION_LISTEN, ACTION_SESSION_START};
-use crate::slots::SESSION_STARTED_METADATA;
+use crate::events::{Event, EventKind};
 use crate::stores::{ConversationLock, LockStore, StoreError, TrackerStore};
 use crate::tracker::DialogueStateTracker;
 
@@ -146,43 +145,6 @@ impl Conversations {
     }
 }
 
-/// The events of Rasa's default session start for `tracker`, in order:
-/// [`session_started_metadata` slot], `action_session_start`, `session_started`, the
-/// slots carried over from the applied events (if the domain says so), `action_listen`.
-pub fn session_start_events(
-    agent: &Agent,
-    tracker: &DialogueStateTracker,
-    metadata: Option<&JsonMap>,
-) -> Vec<Event> {
-    let mut events = Vec::new();
-    let metadata_slot = metadata.filter(|m| !m.is_empty()).map(|m| {
-        Event::new(EventKind::Slot {
-            name: SESSION_STARTED_METADATA.into(),
-            value: Value::Object(m.clone()),
-        })
-    });
-    events.extend(metadata_slot.clone());
-    events.push(Event::action(ACTION_SESSION_START, None, Some(1.0)));
-    events.push(Event::new(EventKind::SessionStarted));
-    if agent.domain.session_config.carry_over_slots_to_new_session {
-        let applied = tracker.applied_events();
-        let slots = applied
-            .into_iter()
-            .cloned()
-            .chain(metadata_slot)
-            .filter(|e| matches!(e.kind, EventKind::Slot { .. }));
-        for e in slots {
-            events.push(Event {
-                timestamp: crate::events::now(),
-                metadata: e.metadata,
-                kind: e.kind,
-            });
-        }
-    }
-    events.push(Event::action(ACTION_LISTEN, None, None));
-    events
-}
-
 /// A conversation's tracker, shared with the cache; see [`ReadTracker::get`].
 pub struct ReadTracker(SharedTracker);
 
@@ -230,14 +192,6 @@ impl ConversationTxn<'_> {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .update(event);
-    }
-
-    /// Logs Rasa's default session start (see [`session_start_events`]).
-    pub fn start_session(&mut self, metadata: Option<&JsonMap>) {
-        let events = session_start_events(&self.agent, &self.tracker(), metadata);
-        for e in events {
-            self.log(e);
-        }
     }
 
     /// Stores the logged events. Returns once they are durable.
