@@ -11,27 +11,11 @@ pub mod remote;
 use serde_json::{json, Value};
 
 use crate::agent::Agent;
+use crate::domain::DEFAULT_ACTION_NAMES;
 use crate::events::{Event, EventKind, JsonMap, ACTION_LISTEN, ACTION_SESSION_START};
 use crate::nlg;
 use crate::slots::REQUESTED_SLOT;
 use crate::tracker::DialogueStateTracker;
-
-/// Rasa 3.6's default actions, in the order of its action list.
-pub const DEFAULT_ACTIONS: &[&str] = &[
-    ACTION_LISTEN,
-    "action_restart",
-    ACTION_SESSION_START,
-    "action_default_fallback",
-    "action_deactivate_loop",
-    "action_revert_fallback_events",
-    "action_default_ask_affirmation",
-    "action_default_ask_rephrase",
-    "action_two_stage_fallback",
-    "action_unlikely_intent",
-    "action_back",
-    "...",
-    "action_extract_slots",
-];
 
 /// What running an action gave.
 #[derive(Debug)]
@@ -58,7 +42,7 @@ pub enum ActionKind {
 /// Whether `name` is an action of the domain (default, custom, response or form).
 pub fn is_known_action(agent: &Agent, name: &str) -> bool {
     let d = &agent.domain;
-    DEFAULT_ACTIONS.contains(&name)
+    DEFAULT_ACTION_NAMES.contains(&name)
         || d.actions.iter().any(|a| a == name)
         || d.responses.contains_key(name)
         || d.forms.contains_key(name)
@@ -71,7 +55,7 @@ pub fn resolve(agent: &Agent, name: &str) -> Option<ActionKind> {
     }
     let d = &agent.domain;
     let overridden = d.actions.iter().any(|a| a == name) || d.forms.contains_key(name);
-    if DEFAULT_ACTIONS.contains(&name) && !overridden {
+    if DEFAULT_ACTION_NAMES.contains(&name) && !overridden {
         return Some(ActionKind::Default(name.to_owned()));
     }
     if name.starts_with("utter_") && d.responses.contains_key(name) {

@@ -244,7 +244,7 @@ fn render_response(
         }
         None => JsonMap::new(),
     };
-    if let Some(Value::Array(extra)) = r.get("buttons") {
+    if let Some(Value::Array(extra)) = r.get("buttons").filter(|b| events::is_truthy(b)) {
         let mut buttons = message
             .get("buttons")
             .and_then(Value::as_array)

@@ -22,7 +22,7 @@ pub fn parse_shortcut(text: &str, domain: &Domain) -> Option<JsonMap> {
     let re = SHORTCUT.as_ref()?;
     let caps = re.captures(text.trim())?;
     let intent = caps.name("intent")?.as_str().trim();
-    if !domain.intents.iter().any(|i| i == intent) {
+    if !domain.intent_exists(intent) {
         tracing::warn!(
             intent,
             "the message names an intent the domain does not have"

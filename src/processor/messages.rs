@@ -164,27 +164,44 @@ pub async fn handle_message(
     Ok(())
 }
 
-/// Logs a user event with the rules that make handoff work (H1, H3), then fills slots.
-pub async fn log_user_event(txn: &mut ConversationTxn<'_>, user: Event, out: &dyn OutputChannel) {
-    // H3: a followup set through the API runs before the message is answered.
-    let pending = {
-        let t = txn.tracker();
-        (!t.is_paused() && !t.events().is_empty())
-            .then(|| t.followup_action().map(str::to_owned))
-            .flatten()
-            .filter(|f| f != ACTION_LISTEN && f != ACTION_SESSION_START)
-    };
-    if let Some(followup) = pending {
-        if actions::is_known_action(txn.agent(), &followup) {
-            run_action(
-                txn,
-                &followup,
-                Prediction::fixed(Some("followup_action"), Some(1.0)),
-                out,
-            )
-            .await;
+/// The followup action set through the API that is waiting to run (not the
+/// `action_listen` a new tracker starts with), if the conversation is not paused.
+pub fn pending_followup(txn: &ConversationTxn<'_>) -> Option<String> {
+    let t = txn.tracker();
+    if t.is_paused() || t.events().is_empty() {
+        return None;
+    }
+    t.followup_action()
+        .filter(|f| *f != ACTION_LISTEN && *f != ACTION_SESSION_START)
+        .filter(|f| actions::is_known_action(txn.agent(), f))
+        .map(str::to_owned)
+}
+
+/// Runs a pending followup now and goes back to listening (H3 and H4).
+pub async fn run_pending_followup(txn: &mut ConversationTxn<'_>, out: &dyn OutputChannel) {
+    if let Some(followup) = pending_followup(txn) {
+        let prediction = Prediction::fixed(Some("followup_action"), Some(1.0));
+        let more = run_action(txn, &followup, prediction, out).await;
+        if more && txn.tracker().latest_action_name() != Some(ACTION_LISTEN) {
+            txn.log(Event::action(ACTION_LISTEN, None, None));
         }
     }
+}
+
+/// Logs a user event that will be answered, with the handoff rules (H3: a pending
+/// followup runs first; H1: the message follows `action_listen`), then fills slots.
+pub async fn log_user_event(txn: &mut ConversationTxn<'_>, user: Event, out: &dyn OutputChannel) {
+    run_pending_followup(txn, out).await;
+    log_user_event_unanswered(txn, user, out).await;
+}
+
+/// Logs a user event (H1: after `action_listen`) and fills slots, leaving a pending
+/// followup to be cleared by the message, as Rasa does (`POST .../messages`).
+pub async fn log_user_event_unanswered(
+    txn: &mut ConversationTxn<'_>,
+    user: Event,
+    out: &dyn OutputChannel,
+) {
     // H1: a handled message always follows action_listen.
     if txn.tracker().latest_action_name() != Some(ACTION_LISTEN) {
         txn.log(Event::action(ACTION_LISTEN, None, None));

@@ -10,11 +10,13 @@ use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
+use super::dialogue::ApiOutput;
 use super::{dialogue, json_bytes, read_json, ApiError, QueryParams, SharedState};
 use crate::actions::session_start_events;
+use crate::channels::BotMessage;
 use crate::channels::CollectingOutputChannel;
 use crate::events::{self, begins_with_session_start, EventError};
-use crate::processor::messages::{run_action, Prediction};
+use crate::processor::messages::{run_action, run_pending_followup, Prediction};
 use crate::story::{export_stories, StoryInput};
 use crate::tracker::DialogueStateTracker;
 
@@ -170,8 +172,17 @@ async fn append_events(
         )
         .await;
     }
+    let posted_bots: Vec<BotMessage> = events.iter().filter_map(BotMessage::from_event).collect();
     for e in events {
         txn.log(e);
+    }
+    if q.bool("execute_side_effects", false) {
+        let output = ApiOutput::resolve(state, q, &txn.tracker());
+        for m in &posted_bots {
+            output.channel().send(id, m).await;
+        }
+        // H4: a followup posted with side effects runs at once.
+        run_pending_followup(&mut txn, output.channel()).await;
     }
     let bytes = serde_json::to_vec(&txn.tracker().current_state(verbosity))
         .map_err(ApiError::conversation_error)?;

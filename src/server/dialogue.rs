@@ -11,20 +11,25 @@ use crate::channels::callback::CallbackOutputChannel;
 use crate::channels::{CollectingOutputChannel, OutputChannel};
 use crate::events::{Event, EventKind, JsonMap, UserUttered};
 use crate::processor::messages::{
-    log_user_event, parse_message, predict_and_run, predict_next, run_action, update_session,
-    Prediction, UserMessage,
+    log_user_event, log_user_event_unanswered, parse_message, predict_and_run, predict_next,
+    run_action, update_session, Prediction, UserMessage,
 };
 use crate::processor::ConversationTxn;
 use crate::tracker::{DialogueStateTracker, EventVerbosity};
 
 /// The channel bot messages of an API call go to (`output_channel` query parameter).
-enum ApiOutput {
+pub enum ApiOutput {
     Collecting(CollectingOutputChannel),
     Callback(CallbackOutputChannel),
 }
 
 impl ApiOutput {
-    fn resolve(state: &SharedState, q: &QueryParams, tracker: &DialogueStateTracker) -> ApiOutput {
+    /// Resolves `output_channel` (`latest` = the latest input channel) for a call.
+    pub fn resolve(
+        state: &SharedState,
+        q: &QueryParams,
+        tracker: &DialogueStateTracker,
+    ) -> ApiOutput {
         let mut requested = q.get("output_channel").map(str::to_owned);
         if requested.as_deref() == Some("latest") {
             requested = tracker.latest_input_channel().map(str::to_owned);
@@ -40,7 +45,8 @@ impl ApiOutput {
         }
     }
 
-    fn channel(&self) -> &dyn OutputChannel {
+    /// The channel to send to.
+    pub fn channel(&self) -> &dyn OutputChannel {
         match self {
             ApiOutput::Collecting(c) => c,
             ApiOutput::Callback(c) => c,
@@ -121,7 +127,7 @@ pub async fn add_message(
         Some(message_id),
         &JsonMap::new(),
     )));
-    log_user_event(&mut txn, user, &out).await;
+    log_user_event_unanswered(&mut txn, user, &out).await;
     let answer = render(&txn.tracker(), verbosity)?;
     txn.commit().await?;
     json_value(answer)
@@ -160,11 +166,16 @@ pub async fn predict(
     };
     let mut scores: Vec<(String, f64)> = scores;
     scores.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut tracker = render(&txn.tracker(), EventVerbosity::AfterRestart)?;
+    if prediction.policy.as_deref() == Some("followup_action") {
+        // Rasa consumes the followup when it predicts it (the answer shows it gone).
+        tracker["followup_action"] = Value::Null;
+    }
     let answer = json!({
         "scores": scores.iter().map(|(a, s)| json!({"action": a, "score": s})).collect::<Vec<_>>(),
         "policy": prediction.policy,
         "confidence": prediction.confidence,
-        "tracker": render(&txn.tracker(), EventVerbosity::AfterRestart)?,
+        "tracker": tracker,
     });
     txn.commit().await?;
     json_value(answer)
@@ -291,7 +302,7 @@ pub async fn trigger_intent(
     let mut txn = state.conversations.open(id, agent.clone()).await?;
     let output = ApiOutput::resolve(state, q, &txn.tracker());
     update_session(&mut txn, None, output.channel()).await;
-    if !agent.domain.intents.contains(&intent) {
+    if !agent.domain.intent_exists(&intent) {
         // The session start above is kept, as in Rasa.
         txn.commit().await?;
         return Err(ApiError::with_reason(
