@@ -190,6 +190,46 @@ pub async fn shell(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `palaver data validate`: prints every problem; `Ok(false)` when there are errors.
+pub fn validate(
+    project: &std::path::Path,
+    domain: Option<&std::path::Path>,
+    data: Option<&std::path::Path>,
+) -> anyhow::Result<bool> {
+    use crate::training_data::validate::{validate_project, IssueLevel};
+    let domain_path = match domain {
+        Some(d) => d.to_path_buf(),
+        None => crate::agent::find_domain(project).ok_or_else(|| {
+            ConfigError(format!(
+                "no domain.yml (or domain/ folder) in {}",
+                project.display()
+            ))
+        })?,
+    };
+    let domain = crate::domain::Domain::load(&domain_path)?;
+    let data_dir = data
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| project.join("data"));
+    let data = crate::training_data::load(&data_dir)?;
+    let issues = validate_project(&domain, &data);
+    let mut errors = 0;
+    for issue in &issues {
+        let level = match issue.level {
+            IssueLevel::Error => {
+                errors += 1;
+                "error"
+            }
+            _ => "warning",
+        };
+        match &issue.location {
+            Some(at) => println!("{level}: {at}: {}", issue.message),
+            None => println!("{level}: {}", issue.message),
+        }
+    }
+    println!("{} error(s), {} warning(s)", errors, issues.len() - errors);
+    Ok(errors == 0)
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -26,6 +26,27 @@ pub enum Command {
     Run(RunArgs),
     /// Talk to a bot in the terminal (like `rasa shell`).
     Shell(RunArgs),
+    /// Check project data (like `rasa data ...`).
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+/// `palaver data` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Check the domain, stories, rules and NLU data for mistakes, as `rasa data
+    /// validate` does; exits non-zero when there are errors.
+    Validate {
+        /// The Rasa project folder.
+        #[arg(default_value = ".")]
+        project: PathBuf,
+        /// Domain file or folder (default: domain.yml or domain/ in the project).
+        #[arg(long)]
+        domain: Option<PathBuf>,
+        /// Data folder (default: data/ in the project).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
 }
 
 /// Log output format.

@@ -1,7 +1,7 @@
 //! The `palaver` command.
 
 use clap::Parser;
-use palaver::config::{Cli, Command};
+use palaver::config::{Cli, Command, DataCommand};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -20,6 +20,21 @@ async fn main() -> std::process::ExitCode {
             if let Err(e) = palaver::cli::shell(args).await {
                 eprintln!("error: {e:#}");
                 return std::process::ExitCode::FAILURE;
+            }
+        }
+        Command::Data(DataCommand::Validate {
+            project,
+            domain,
+            data,
+        }) => {
+            palaver::cli::init_logging(palaver::config::LogFormat::Text, "warn");
+            match palaver::cli::validate(&project, domain.as_deref(), data.as_deref()) {
+                Ok(true) => {}
+                Ok(false) => return std::process::ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return std::process::ExitCode::FAILURE;
+                }
             }
         }
     }

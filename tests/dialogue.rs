@@ -348,3 +348,36 @@ async fn project_loading_errors_name_the_problem() {
     }
     let _ = Options::default();
 }
+
+#[test]
+fn data_validate_reports_undefined_things() {
+    let run = |dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_palaver"))
+            .args(["data", "validate"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let good = run(&common::fixture_bot());
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stdout)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bot = dir.path();
+    for f in ["domain.yml", "config.yml"] {
+        std::fs::copy(common::fixture_bot().join(f), bot.join(f)).unwrap();
+    }
+    std::fs::create_dir_all(bot.join("data")).unwrap();
+    std::fs::write(
+        bot.join("data/rules.yml"),
+        "version: \"3.1\"\nrules:\n  - rule: r\n    steps:\n      - intent: not_in_domain\n      - action: utter_nowhere\n",
+    )
+    .unwrap();
+    let bad = run(bot);
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success(), "{out}");
+    assert!(out.contains("not_in_domain"), "{out}");
+    assert!(out.contains("utter_nowhere"), "{out}");
+}
