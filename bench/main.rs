@@ -156,7 +156,16 @@ responses:
     - text: "hi"
 "#;
 
-    const CONFIG: &str = "language: en\n";
+    const CONFIG: &str = "language: en\npolicies:\n  - name: RulePolicy\n";
+
+    /// One rule, so that the `webhook` scenario runs a rule and an utter response.
+    const RULES: &str = r#"version: "3.1"
+rules:
+  - rule: greet
+    steps:
+      - intent: greet
+      - action: utter_greet
+"#;
 
     const ENDPOINTS_IN_MEMORY: &str = "tracker_store:\n  type: in_memory\n";
 
@@ -179,6 +188,9 @@ responses:
                 .with_context(|| format!("creating {}", project.display()))?;
             write(&project.join("domain.yml"), DOMAIN)?;
             write(&project.join("config.yml"), CONFIG)?;
+            std::fs::create_dir_all(project.join("data"))
+                .with_context(|| format!("creating {}", project.join("data").display()))?;
+            write(&project.join("data/rules.yml"), RULES)?;
             if store == Store::Memory {
                 write(&dir.path.join("endpoints.yml"), ENDPOINTS_IN_MEMORY)?;
             }
@@ -383,17 +395,22 @@ mod scenario {
         /// GET the full tracker (default `AFTER_RESTART`), 10-event conversation.
         #[value(name = "get-full-10")]
         GetFull10,
+        /// POST `/greet` to the REST webhook: session, parse, a rule, an utter response,
+        /// round robin over 100 conversations per client.
+        #[value(name = "webhook")]
+        Webhook,
     }
 
     impl Scenario {
         /// Every scenario, in table order.
-        pub const ALL: [Scenario; 6] = [
+        pub const ALL: [Scenario; 7] = [
             Scenario::AppendMany,
             Scenario::Append10,
             Scenario::Append10k,
             Scenario::GetNone10,
             Scenario::GetNone10k,
             Scenario::GetFull10,
+            Scenario::Webhook,
         ];
 
         /// The name on the command line, in the table and in JSON.
@@ -405,6 +422,7 @@ mod scenario {
                 Scenario::GetNone10 => "get-none-10",
                 Scenario::GetNone10k => "get-none-10k",
                 Scenario::GetFull10 => "get-full-10",
+                Scenario::Webhook => "webhook",
             }
         }
 
@@ -416,10 +434,15 @@ mod scenario {
             )
         }
 
+        /// Whether the scenario POSTs (appends and webhook messages).
+        pub fn posts(self) -> bool {
+            self.appends() || self == Scenario::Webhook
+        }
+
         /// How many events each client's conversation is prefilled with, if any.
         pub fn prefill(self) -> Option<usize> {
             match self {
-                Scenario::AppendMany => None,
+                Scenario::AppendMany | Scenario::Webhook => None,
                 Scenario::Append10 | Scenario::GetNone10 | Scenario::GetFull10 => Some(10),
                 Scenario::Append10k | Scenario::GetNone10k => Some(10_000),
             }
@@ -429,12 +452,22 @@ mod scenario {
         /// per run (`run` names it); reads do not change a conversation, so they share
         /// `get-<size>-<client>` across runs and scenarios.
         pub fn urls(self, base: &str, run: &str, client: usize) -> Vec<String> {
+            if self == Scenario::Webhook {
+                // The sender rides in the URL fragment, which is never sent: the
+                // request builds the webhook body from it.
+                return self
+                    .conversation_ids(run, client)
+                    .into_iter()
+                    .map(|id| format!("{base}/webhooks/rest/webhook#{id}"))
+                    .collect();
+            }
             let path = match self {
                 Scenario::AppendMany | Scenario::Append10 | Scenario::Append10k => {
                     "tracker/events?include_events=NONE"
                 }
                 Scenario::GetNone10 | Scenario::GetNone10k => "tracker?include_events=NONE",
                 Scenario::GetFull10 => "tracker",
+                Scenario::Webhook => "",
             };
             self.conversation_ids(run, client)
                 .into_iter()
@@ -445,7 +478,7 @@ mod scenario {
         /// The conversation ids one client uses.
         pub fn conversation_ids(self, run: &str, client: usize) -> Vec<String> {
             match (self, self.prefill()) {
-                (Scenario::AppendMany, _) => (0..IDS_PER_CLIENT)
+                (Scenario::AppendMany | Scenario::Webhook, _) => (0..IDS_PER_CLIENT)
                     .map(|k| format!("{run}-c{client}-{k}"))
                     .collect(),
                 (s, Some(n)) if !s.appends() => vec![format!("get-{n}-c{client}")],
@@ -555,7 +588,7 @@ mod load {
     }
 
     /// Runs one task per entry of `urls_per_client`; each cycles through its URLs
-    /// (POSTing [`APPEND_BODY`] if `append`, else GETting) until `warmup + measure`
+    /// (POSTing [`APPEND_BODY`] or a webhook message if `append`, else GETting) until `warmup + measure`
     /// has passed. Requests started during the warm-up are not counted.
     pub async fn run(
         client: &Client,
@@ -643,7 +676,11 @@ mod load {
 
     /// One request; the body is read to the end so the connection can be reused.
     async fn request(client: &Client, append: bool, url: &str) -> Result<(), String> {
-        let req = if append {
+        let req = if let (true, Some((webhook, sender))) = (append, url.split_once('#')) {
+            client
+                .post(webhook)
+                .json(&serde_json::json!({"sender": sender, "message": "/greet"}))
+        } else if append {
             client
                 .post(url)
                 .header(CONTENT_TYPE, "application/json")
@@ -957,7 +994,7 @@ async fn bench_store(
                 .collect();
             let outcome = load::run(
                 &client,
-                scenario.appends(),
+                scenario.posts(),
                 urls,
                 WARMUP,
                 Duration::from_secs(args.seconds),

@@ -199,19 +199,14 @@ fn two_stage_fallback(
     let active = tracker.active_loop().map(|l| l.name.as_str()) == Some(NAME);
     // Intents of the user messages since the loop started.
     let mut intents: Vec<String> = Vec::new();
-    let mut found_activation = !active;
     for e in tracker.applied_events().iter().rev() {
         match &e.kind {
             EventKind::User(u) => intents.push(u.intent_name().unwrap_or_default().to_owned()),
-            EventKind::ActiveLoop { name: Some(n) } if n == NAME => {
-                found_activation = true;
-                break;
-            }
+            EventKind::ActiveLoop { name: Some(n) } if n == NAME => break,
             _ => {}
         }
     }
     intents.reverse();
-    let _ = found_activation;
     let mut events = Vec::new();
     if !active {
         events.push(Event::new(EventKind::ActiveLoop {
@@ -253,19 +248,17 @@ fn two_stage_fallback(
             // if it had been understood at once.
             let clarified = tracker
                 .applied_events()
-                .iter()
+                .into_iter()
                 .rev()
-                .find_map(|e| match &e.kind {
-                    EventKind::User(u) => Some((*e).clone()).map(|mut ev| {
-                        if let EventKind::User(uu) = &mut ev.kind {
-                            if let Some(Value::Object(i)) = uu.parse_data.get_mut("intent") {
-                                i.insert("confidence".into(), json!(1.0));
-                            }
+                .find(|e| matches!(e.kind, EventKind::User(_)))
+                .map(|e| {
+                    let mut c = e.clone();
+                    if let EventKind::User(u) = &mut c.kind {
+                        if let Some(Value::Object(i)) = u.parse_data.get_mut("intent") {
+                            i.insert("confidence".into(), json!(1.0));
                         }
-                        let _ = u;
-                        ev
-                    }),
-                    _ => None,
+                    }
+                    c
                 });
             events.push(Event::new(EventKind::ActiveLoop { name: None }));
             let user_turns = intents.len();
