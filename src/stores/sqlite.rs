@@ -167,12 +167,12 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Inserts rows, each with its conversation id, in order, several per statement:
+/// far fewer round trips to SQLite's worker thread than one statement per event.
 async fn insert_rows(
     conn: &mut SqliteConnection,
-    sender_id: &str,
-    rows: &[EventRow],
+    rows: &[(&str, &EventRow)],
 ) -> Result<(), sqlx::Error> {
-    // Several rows per statement: far fewer round trips to SQLite's worker thread.
     for chunk in rows.chunks(64) {
         let mut sql = String::from(
             "INSERT INTO events (sender_id, type_name, timestamp, intent_name, action_name, data) VALUES ",
@@ -186,9 +186,9 @@ async fn insert_rows(
         }
         // Only `?` placeholders are added to the text; values are bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for r in chunk {
+        for (sender_id, r) in chunk {
             q = q
-                .bind(sender_id)
+                .bind(*sender_id)
                 .bind(r.type_name)
                 .bind(r.timestamp)
                 .bind(r.intent_name.as_deref())
@@ -200,21 +200,27 @@ async fn insert_rows(
     Ok(())
 }
 
-async fn apply_job(conn: &mut SqliteConnection, job: &WriteJob) -> Result<(), sqlx::Error> {
-    if let WriteKind::Replace = job.kind {
-        sqlx::query("DELETE FROM events WHERE sender_id = ?")
-            .bind(&job.sender_id)
-            .execute(&mut *conn)
-            .await?;
+/// Applies jobs in order: consecutive appends share their INSERT statements; a
+/// replace deletes the conversation's rows first.
+async fn apply_jobs(conn: &mut SqliteConnection, jobs: &[&WriteJob]) -> Result<(), sqlx::Error> {
+    let mut pending: Vec<(&str, &EventRow)> = Vec::new();
+    for job in jobs {
+        if let WriteKind::Replace = job.kind {
+            insert_rows(conn, &pending).await?;
+            pending.clear();
+            sqlx::query("DELETE FROM events WHERE sender_id = ?")
+                .bind(&job.sender_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        pending.extend(job.rows.iter().map(|r| (job.sender_id.as_str(), r)));
     }
-    insert_rows(conn, &job.sender_id, &job.rows).await
+    insert_rows(conn, &pending).await
 }
 
 async fn commit_batch(conn: &mut SqliteConnection, batch: &[WriteJob]) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    for job in batch {
-        apply_job(&mut tx, job).await?;
-    }
+    apply_jobs(&mut tx, &batch.iter().collect::<Vec<_>>()).await?;
     tx.commit().await
 }
 
@@ -238,7 +244,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteJob
         for job in batch {
             let single = async {
                 let mut tx = conn.begin().await?;
-                apply_job(&mut tx, &job).await?;
+                apply_jobs(&mut tx, &[&job]).await?;
                 tx.commit().await
             }
             .await;
