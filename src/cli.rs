@@ -6,7 +6,6 @@ use std::sync::{Arc, RwLock};
 use tokio::net::TcpListener;
 
 use crate::agent::Agent;
-use crate::channels::callback::CallbackEndpoint;
 use crate::config::{ConfigError, Endpoints, LogFormat, RunArgs, TrackerStoreConfig};
 use crate::processor::Conversations;
 use crate::server::auth::{AuthConfig, JwtConfig};
@@ -74,7 +73,7 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
             jwt,
         },
         body_limit: args.max_body_size,
-        callback: CallbackEndpoint::from_credentials(&credentials),
+        callback: crate::channels::callback::endpoint_from_credentials(&credentials),
         project: ProjectSource {
             dir: args.project.clone(),
             endpoints: endpoints.raw.clone(),

@@ -120,6 +120,70 @@ impl RunArgs {
     }
 }
 
+/// An outgoing HTTP target as Rasa configures one (its `EndpointConfig`): `url`,
+/// `params`, `token` (sent as the query parameter `token_name`), `headers`,
+/// `basic_auth`. Used by the action endpoint and the callback channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointConfig {
+    /// Where requests go.
+    pub url: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Query parameters, the token included.
+    pub params: Vec<(String, String)>,
+    /// HTTP basic auth (username, password).
+    pub basic_auth: Option<(String, String)>,
+}
+
+impl EndpointConfig {
+    /// Reads an endpoint section; `None` when it has no `url`.
+    pub fn from_value(cfg: &Value) -> Option<EndpointConfig> {
+        let url = cfg.get("url")?.as_str()?.to_owned();
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let pairs = |key: &str| -> Vec<(String, String)> {
+            cfg.get(key)
+                .and_then(Value::as_object)
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+                .unwrap_or_default()
+        };
+        let mut params = pairs("params");
+        if let Some(token) = cfg.get("token").filter(|v| !v.is_null()) {
+            let name = cfg
+                .get("token_name")
+                .and_then(Value::as_str)
+                .unwrap_or("token");
+            params.push((name.to_owned(), text(token)));
+        }
+        let basic_auth = cfg.get("basic_auth").and_then(|b| {
+            Some((
+                b.get("username").map(text)?,
+                b.get("password").map(text).unwrap_or_default(),
+            ))
+        });
+        Some(EndpointConfig {
+            url,
+            headers: pairs("headers"),
+            params,
+            basic_auth,
+        })
+    }
+
+    /// A POST to the endpoint with its parameters, headers and auth applied.
+    pub fn post(&self, client: &reqwest::Client) -> reqwest::RequestBuilder {
+        let mut req = client.post(&self.url).query(&self.params);
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        if let Some((u, p)) = &self.basic_auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        req
+    }
+}
+
 /// A configuration mistake, with a message that says what to change.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -207,6 +271,23 @@ fn tracker_store(ts: &Value) -> Result<TrackerStoreConfig, ConfigError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn endpoint_config_as_rasa_reads_it() {
+        let e = EndpointConfig::from_value(&json!({"url": "http://x", "token": "t", "token_name": "auth",
+            "params": {"a": 1}, "headers": {"h": "v"}, "basic_auth": {"username": "u", "password": "p"}}))
+        .unwrap();
+        assert_eq!(
+            e.params,
+            vec![
+                ("a".to_string(), "1".to_string()),
+                ("auth".to_string(), "t".to_string())
+            ]
+        );
+        assert_eq!(e.headers, vec![("h".to_string(), "v".to_string())]);
+        assert_eq!(e.basic_auth, Some(("u".to_string(), "p".to_string())));
+        assert!(EndpointConfig::from_value(&json!({"token": "t"})).is_none());
+    }
 
     #[test]
     fn tracker_store_shapes() {

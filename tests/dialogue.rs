@@ -381,3 +381,51 @@ fn data_validate_reports_undefined_things() {
     assert!(out.contains("not_in_domain"), "{out}");
     assert!(out.contains("utter_nowhere"), "{out}");
 }
+
+#[tokio::test]
+async fn callback_channel_posts_each_bot_message() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/bot",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let s = Server::with(Options {
+        credentials: Some(format!(
+            "rest:\ncallback:\n  url: http://127.0.0.1:{port}/bot\n"
+        )),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        s.get("/webhooks/callback/").await,
+        (200, json!({"status": "ok"}))
+    );
+    let resp = s
+        .client
+        .post(s.url("/webhooks/callback/webhook"))
+        .json(&json!({"sender": "cb", "message": "/greet"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "success");
+    assert_eq!(
+        *received.lock().unwrap(),
+        vec![json!({"recipient_id": "cb", "text": "Hello!"})]
+    );
+    assert_eq!(
+        s.tracker("cb", "").await["latest_input_channel"],
+        "callback"
+    );
+}

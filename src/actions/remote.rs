@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::ActionOutcome;
 use crate::agent::{Agent, RASA_VERSION};
+use crate::config::EndpointConfig;
 use crate::events::{self, Event, JsonMap};
 use crate::nlg;
 use crate::tracker::{DialogueStateTracker, EventVerbosity};
@@ -16,14 +17,8 @@ use crate::tracker::{DialogueStateTracker, EventVerbosity};
 /// `action_endpoint` of endpoints.yml.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionEndpoint {
-    /// Where to POST.
-    pub url: String,
-    /// Extra headers.
-    pub headers: Vec<(String, String)>,
-    /// Query parameters (including the token, under `token_name`).
-    pub params: Vec<(String, String)>,
-    /// HTTP basic auth.
-    pub basic_auth: Option<(String, String)>,
+    /// Where to POST, with its parameters, headers and auth.
+    pub endpoint: EndpointConfig,
     /// Send the domain only to actions marked `send_domain`.
     pub enable_selective_domain: bool,
     /// Total time allowed for one call.
@@ -36,48 +31,14 @@ impl ActionEndpoint {
         let Some(cfg) = raw.get("action_endpoint").filter(|v| !v.is_null()) else {
             return Ok(None);
         };
-        let url = cfg
-            .get("url")
-            .and_then(Value::as_str)
-            .ok_or("action_endpoint needs a 'url'")?
-            .to_owned();
-        let text = |v: &Value| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let mut params: Vec<(String, String)> = cfg
-            .get("params")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
-            .unwrap_or_default();
-        if let Some(token) = cfg.get("token").filter(|v| !v.is_null()) {
-            let name = cfg
-                .get("token_name")
-                .and_then(Value::as_str)
-                .unwrap_or("token");
-            params.push((name.to_owned(), text(token)));
-        }
-        let headers = cfg
-            .get("headers")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
-            .unwrap_or_default();
-        let basic_auth = cfg.get("basic_auth").and_then(|b| {
-            Some((
-                b.get("username").map(text)?,
-                b.get("password").map(text).unwrap_or_default(),
-            ))
-        });
+        let endpoint = EndpointConfig::from_value(cfg).ok_or("action_endpoint needs a 'url'")?;
         let timeout = cfg
             .get("timeout")
             .and_then(Value::as_f64)
             .filter(|t| *t > 0.0)
             .unwrap_or(300.0);
         Ok(Some(ActionEndpoint {
-            url,
-            headers,
-            params,
-            basic_auth,
+            endpoint,
             enable_selective_domain: cfg
                 .get("enable_selective_domain")
                 .and_then(Value::as_bool)
@@ -129,24 +90,17 @@ impl RemoteActionExecutor {
         if !endpoint.enable_selective_domain {
             body["domain"] = domain;
         }
-        let mut req = self
-            .client
-            .post(&endpoint.url)
-            .query(&endpoint.params)
+        let req = endpoint
+            .endpoint
+            .post(&self.client)
             .timeout(endpoint.timeout)
             .json(&body);
-        for (k, v) in &endpoint.headers {
-            req = req.header(k, v);
-        }
-        if let Some((u, p)) = &endpoint.basic_auth {
-            req = req.basic_auth(u, Some(p));
-        }
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
                 return ActionOutcome::Failed(format!(
                     "custom action '{name}': the action server at {} did not answer: {e}",
-                    endpoint.url
+                    endpoint.endpoint.url
                 ))
             }
         };

@@ -190,17 +190,20 @@ fn possible_keys<'a, T>(
         .iter()
         .filter(|(_, entry)| {
             let rule = &entry.states;
-            states.iter().rev().enumerate().all(|(i, conv)| {
-                if i >= rule.len() {
-                    return true;
-                }
-                let r = &rule[rule.len() - 1 - i];
-                match (r.prev_action.is_some(), conv.prev_action.is_some()) {
-                    (false, false) => true,
-                    (true, true) => rule_matches_state(r, conv),
-                    _ => false,
-                }
-            })
+            // Turns before the rule's first state always fit.
+            states
+                .iter()
+                .rev()
+                .take(rule.len())
+                .enumerate()
+                .all(|(i, conv)| {
+                    let r = &rule[rule.len() - 1 - i];
+                    match (r.prev_action.is_some(), conv.prev_action.is_some()) {
+                        (false, false) => true,
+                        (true, true) => rule_matches_state(r, conv),
+                        _ => false,
+                    }
+                })
         })
         .map(|(k, _)| k)
         .collect()

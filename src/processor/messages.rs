@@ -264,7 +264,7 @@ pub fn predict_next(txn: &ConversationTxn<'_>) -> (String, Prediction) {
     let mut events = p.events;
     if t.latest_action_name() == Some(ACTION_LISTEN) {
         events.push(Event::new(EventKind::UserFeaturization {
-            use_text_for_featurization: json!(false),
+            use_text_for_featurization: json!(p.use_text_for_featurization),
         }));
     }
     (

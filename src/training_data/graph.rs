@@ -287,9 +287,15 @@ struct Partial {
     used: Vec<usize>,
 }
 
+/// A finished sequence and the index of its first block (for file order).
+struct Finished {
+    first_block: usize,
+    tracker: TrainingTracker,
+}
+
 fn generate(stories: &[Story], domain: &Domain, is_rule: bool) -> Vec<TrainingTracker> {
     let blocks: Vec<Block> = stories.iter().flat_map(|s| blocks_of(s, domain)).collect();
-    let mut finished: Vec<TrainingTracker> = Vec::new();
+    let mut finished: Vec<Finished> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut queue: Vec<Partial> = vec![Partial {
         checkpoint: STORY_START.to_owned(),
@@ -298,7 +304,7 @@ fn generate(stories: &[Story], domain: &Domain, is_rule: bool) -> Vec<TrainingTr
         location: String::new(),
         used: Vec::new(),
     }];
-    let mut finish = |p: Partial, finished: &mut Vec<TrainingTracker>| {
+    let mut finish = |p: Partial, finished: &mut Vec<Finished>| {
         if p.events.is_empty() || finished.len() >= MAX_TRACKERS {
             return;
         }
@@ -317,12 +323,15 @@ fn generate(stories: &[Story], domain: &Domain, is_rule: bool) -> Vec<TrainingTr
         if !seen.insert(dedup) {
             return;
         }
-        finished.push(TrainingTracker {
-            name: p.names.join(" > "),
-            events,
-            unpredictable,
-            is_rule,
-            location: p.location,
+        finished.push(Finished {
+            first_block: p.used.first().copied().unwrap_or(usize::MAX),
+            tracker: TrainingTracker {
+                name: p.names.join(" > "),
+                events,
+                unpredictable,
+                is_rule,
+                location: p.location,
+            },
         });
     };
     let mut steps = 0usize;
@@ -389,13 +398,8 @@ fn generate(stories: &[Story], domain: &Domain, is_rule: bool) -> Vec<TrainingTr
         }
     }
     // Keep the file order of the stories (the queue is a stack).
-    finished.sort_by_key(|t| {
-        blocks
-            .iter()
-            .position(|b| t.name.starts_with(&b.name) && t.location == b.location)
-            .unwrap_or(usize::MAX)
-    });
-    finished
+    finished.sort_by_key(|f| f.first_block);
+    finished.into_iter().map(|f| f.tracker).collect()
 }
 
 impl TrainingData {

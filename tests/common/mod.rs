@@ -21,6 +21,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// Contents of endpoints.yml, if any.
     pub endpoints: Option<String>,
+    /// Contents of credentials.yml, if any.
+    pub credentials: Option<String>,
     /// Do not pass --enable-api.
     pub no_api: bool,
     /// Do not pass the default token and JWT secret.
@@ -72,6 +74,9 @@ impl Server {
         copy_dir(&fixture_bot(), &dir.path().join("bot"));
         if let Some(e) = &options.endpoints {
             std::fs::write(dir.path().join("bot/endpoints.yml"), e).unwrap();
+        }
+        if let Some(c) = &options.credentials {
+            std::fs::write(dir.path().join("bot/credentials.yml"), c).unwrap();
         }
         let mut server = Server {
             base: String::new(),
