@@ -429,3 +429,58 @@ async fn callback_channel_posts_each_bot_message() {
         "callback"
     );
 }
+
+#[tokio::test]
+async fn default_actions_through_execute() {
+    let s = Server::start().await;
+    let q = format!("?token={TOKEN}&include_events=ALL");
+    say(&s, "d", "/greet").await;
+    let execute = |name: &'static str| {
+        let s = &s;
+        let q = q.clone();
+        async move {
+            let (status, body) = send(
+                s.client
+                    .post(s.url(&format!("/conversations/d/execute{q}")))
+                    .json(&json!({"name": name})),
+            )
+            .await;
+            assert_eq!(status, 200, "{name}: {body}");
+            (
+                body["messages"].clone(),
+                s.tracker("d", "&include_events=ALL").await,
+            )
+        }
+    };
+    let (messages, _) = execute("action_default_ask_affirmation").await;
+    assert_eq!(
+        messages,
+        json!([{"recipient_id": "d", "text": "Did you mean 'greet'?",
+            "buttons": [{"title": "Yes", "payload": "/greet"}, {"title": "No", "payload": "/out_of_scope"}]}])
+    );
+    s.post_events(
+        "d",
+        &json!({"event": "active_loop", "name": "contact_form"}),
+        "",
+    )
+    .await;
+    let (_, t) = execute("action_deactivate_loop").await;
+    assert_eq!(t["active_loop"], json!({}));
+    assert_eq!(summary(&t).last().unwrap(), "slot:requested_slot");
+    let (messages, t) = execute("action_default_fallback").await;
+    assert_eq!(texts(&messages), ["Sorry, I did not get that."]);
+    assert_eq!(summary(&t).last().unwrap(), "rewind");
+    let (_, t) = execute("action_back").await;
+    let tail: Vec<String> = summary(&t).into_iter().rev().take(2).collect();
+    assert_eq!(tail, ["rewind", "rewind"]);
+    let (_, t) = execute("action_restart").await;
+    assert_eq!(summary(&t).last().unwrap(), "restart");
+    assert_eq!(
+        t["followup_action"], "action_listen",
+        "reloaded tracker, as Rasa's store gives it"
+    );
+    // The next message starts a new session (the restart emptied the applied events).
+    assert_eq!(texts(&say(&s, "d", "/greet").await), ["Hello!"]);
+    let t = s.tracker("d", "&include_events=AFTER_RESTART").await;
+    assert_eq!(summary(&t)[0], "action:action_session_start");
+}
