@@ -484,3 +484,29 @@ async fn default_actions_through_execute() {
     let t = s.tracker("d", "&include_events=AFTER_RESTART").await;
     assert_eq!(summary(&t)[0], "action:action_session_start");
 }
+
+#[tokio::test]
+async fn rest_webhook_streams_json_lines() {
+    let s = Server::start().await;
+    let resp = s
+        .client
+        .post(s.url("/webhooks/rest/webhook?stream=true"))
+        .json(&json!({"sender": "st", "message": "/greet"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let body = resp.text().await.unwrap();
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, vec![json!({"recipient_id": "st", "text": "Hello!"})]);
+    assert!(body.ends_with('\n'));
+    // The conversation was stored as for a plain request.
+    assert_eq!(
+        summary(&s.tracker("st", "").await).last().unwrap(),
+        "action:action_listen"
+    );
+}

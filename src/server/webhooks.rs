@@ -5,14 +5,14 @@
 //! bot says nothing, is paused, or failed: the failure is logged).
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{read_json, ApiError, SharedState};
+use super::{read_json, ApiError, QueryParams, SharedState};
 use crate::channels::callback::CallbackOutputChannel;
-use crate::channels::CollectingOutputChannel;
+use crate::channels::{collected_messages, BotMessage, CollectingOutputChannel, OutputChannel};
 use crate::processor::messages::{handle_message, UserMessage};
 
 /// `GET /webhooks/<channel>/`: health of a channel.
@@ -62,10 +62,63 @@ fn user_message(
     })
 }
 
+/// Sends each bot message to a stream as soon as it is produced (`?stream=true`).
+struct StreamingOutputChannel {
+    name: String,
+    tx: tokio::sync::mpsc::UnboundedSender<Value>,
+}
+
+#[async_trait::async_trait]
+impl OutputChannel for StreamingOutputChannel {
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+
+    async fn send(&self, recipient_id: &str, message: &BotMessage) {
+        for m in collected_messages(recipient_id, message) {
+            // The client may have gone: the message is still logged on the tracker.
+            let _ = self.tx.send(m);
+        }
+    }
+}
+
+/// `?stream=true`: the messages as JSON lines, written as they are produced (Rasa
+/// writes no `data:` prefix either). Processing goes on if the client leaves.
+fn stream_answer(
+    state: SharedState,
+    agent: std::sync::Arc<crate::agent::Agent>,
+    msg: UserMessage,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = StreamingOutputChannel {
+        name: msg.input_channel.clone().unwrap_or_else(|| "rest".into()),
+        tx,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = handle_message(&state.conversations, agent, msg, &out).await {
+            tracing::error!(error = %e, "handling a streamed REST message failed");
+        }
+    });
+    let lines = futures::stream::unfold(rx, |mut rx| async move {
+        let m = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(format!("{m}\n")), rx))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        Body::from_stream(lines),
+    )
+        .into_response()
+}
+
 /// `POST /webhooks/rest/webhook`: handles a message and answers the bot's messages.
-pub async fn rest(State(state): State<SharedState>, body: Body) -> Result<Response, ApiError> {
+pub async fn rest(
+    State(state): State<SharedState>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body = read_json(body, state.body_limit).await?;
     let msg = user_message(&body, "rest", true)?;
+    let stream = QueryParams::parse(query.as_deref()).bool("stream", false);
     let out = CollectingOutputChannel::named(msg.input_channel.as_deref().unwrap_or("rest"));
     let Ok(agent) = state.agent() else {
         return Ok(Json(json!([])).into_response());
@@ -74,6 +127,9 @@ pub async fn rest(State(state): State<SharedState>, body: Body) -> Result<Respon
         // Rasa fails on a message without text and answers what it has: nothing.
         tracing::error!(sender = %msg.sender_id, "a REST message without text was ignored");
         return Ok(Json(json!([])).into_response());
+    }
+    if stream {
+        return Ok(stream_answer(state.clone(), agent, msg));
     }
     if let Err(e) = handle_message(&state.conversations, agent, msg, &out).await {
         tracing::error!(error = %e, "handling a REST message failed");
