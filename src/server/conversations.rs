@@ -131,10 +131,9 @@ async fn get_tracker(
     bytes.map(json_bytes).map_err(ApiError::conversation_error)
 }
 
-/// Validates and parses a posted event list (one event or an array).
-fn parse_posted_events(body: &Value) -> Result<Vec<events::Event>, ApiError> {
-    let items = events::validate_events(body).map_err(|e| ApiError::invalid_events(&e))?;
-    events::parse_events(&items).map_err(|e| match e {
+/// Parses events that passed validation; Rasa's 500 for the ones it cannot build.
+fn parse_posted_events(items: &[&Value]) -> Result<Vec<events::Event>, ApiError> {
+    events::parse_events(items).map_err(|e| match e {
         EventError::Invalid(m) => ApiError::invalid_events(&m),
         EventError::Unusable(m) => ApiError::conversation_error(m),
     })
@@ -152,9 +151,9 @@ async fn append_events(
     state.auth.check(headers, q.get("token"), Some(id))?;
     let agent = state.agent()?;
     let body = read_json(body, state.body_limit).await?;
-    events::validate_events(&body).map_err(|e| ApiError::invalid_events(&e))?;
+    let items = events::validate_events(&body).map_err(|e| ApiError::invalid_events(&e))?;
     let verbosity = q.include_events()?;
-    let events = parse_posted_events(&body)?;
+    let events = parse_posted_events(&items)?;
     if events.is_empty() {
         return Err(ApiError::conversation_error(
             "Couldn't extract a proper event from the request body.",
@@ -201,14 +200,14 @@ async fn replace_events(
     state.auth.check(headers, q.get("token"), Some(id))?;
     let agent = state.agent()?;
     let body = read_json(body, state.body_limit).await?;
-    events::validate_events(&body).map_err(|e| ApiError::invalid_events(&e))?;
+    let items = events::validate_events(&body).map_err(|e| ApiError::invalid_events(&e))?;
     let verbosity = q.include_events()?;
     if !body.is_array() {
         return Err(ApiError::conversation_error(
             "the body must be a list of events to replace the conversation with",
         ));
     }
-    let events = parse_posted_events(&body)?;
+    let events = parse_posted_events(&items)?;
     let txn = state.conversations.open(id, agent).await?;
     let tracker = txn.replace(events).await?;
     serde_json::to_vec(&tracker.current_state(verbosity))
