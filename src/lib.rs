@@ -21,6 +21,7 @@ pub mod nlg;
 pub mod nlu;
 pub mod policies;
 pub mod processor;
+pub mod pyjson;
 pub mod server;
 pub mod slots;
 pub mod stores;

@@ -34,6 +34,7 @@ use serde_json::Value;
 use crate::events::{
     is_truthy, Event, EventKind, UserUttered, ACTION_LISTEN, ACTION_SESSION_START,
 };
+use crate::pyjson;
 
 /// The action name Rasa uses for the `...` rule snippet; never written.
 const RULE_SNIPPET_ACTION: &str = "...";
@@ -313,7 +314,7 @@ fn entity_attributes(text: &str, entity: &serde_json::Map<String, Value>, short:
     if short && value.is_none() && role.is_none() && group.is_none() {
         let kind = match kind {
             Some(Value::String(s)) => s.clone(),
-            Some(other) => py_json(other),
+            Some(other) => pyjson::dumps(other),
             None => "None".into(),
         };
         return format!("({kind})");
@@ -325,7 +326,7 @@ fn entity_attributes(text: &str, entity: &serde_json::Map<String, Value>, short:
         ("value", value),
     ]
     .into_iter()
-    .filter_map(|(k, v)| v.map(|v| format!("\"{k}\": {}", py_json(v))))
+    .filter_map(|(k, v)| v.map(|v| format!("\"{k}\": {}", pyjson::dumps(v))))
     .collect();
     format!("{{{}}}", parts.join(", "))
 }
@@ -339,81 +340,6 @@ fn py_slice(chars: &[char], start: i64, end: i64) -> String {
         return String::new();
     }
     chars[start..end].iter().collect()
-}
-
-/// Python's `json.dumps(value)`: ASCII only, `", "` and `": "` separators.
-fn py_json(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(_) => number_text(v),
-        Value::String(s) => {
-            let mut out = String::from("\"");
-            for c in s.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    '\u{8}' => out.push_str("\\b"),
-                    '\u{c}' => out.push_str("\\f"),
-                    ' '..='~' => out.push(c),
-                    _ => {
-                        let mut units = [0u16; 2];
-                        for unit in c.encode_utf16(&mut units) {
-                            out.push_str(&format!("\\u{unit:04x}"));
-                        }
-                    }
-                }
-            }
-            out.push('"');
-            out
-        }
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(py_json).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Object(map) => {
-            let items: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}: {}", py_json(&Value::String(k.clone())), py_json(v)))
-                .collect();
-            format!("{{{}}}", items.join(", "))
-        }
-    }
-}
-
-/// A JSON number as Python writes it: integers as they are, floats as `repr(float)`.
-fn number_text(v: &Value) -> String {
-    if let Some(i) = v.as_i64() {
-        return i.to_string();
-    }
-    if let Some(u) = v.as_u64() {
-        return u.to_string();
-    }
-    let f = v.as_f64().unwrap_or(0.0);
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf" } else { "-inf" }.into();
-    }
-    // Python switches to exponent notation below 1e-4 and from 1e16 on.
-    let sci = format!("{f:e}");
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if (-4..16).contains(&exponent) {
-        let fixed = f.to_string();
-        if fixed.contains('.') {
-            fixed
-        } else {
-            fixed + ".0"
-        }
-    } else {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    }
 }
 
 /// A YAML node as Rasa's writer builds it.
@@ -435,7 +361,7 @@ fn json_node(v: &Value) -> Node {
     match v {
         Value::Null => Node::Raw("null".into()),
         Value::Bool(b) => Node::Raw(b.to_string()),
-        Value::Number(_) => Node::Raw(number_text(v)),
+        Value::Number(_) => Node::Raw(pyjson::number_text(v)),
         Value::String(s) => Node::Str(s.clone()),
         Value::Array(items) => Node::Seq(items.iter().map(json_node).collect()),
         Value::Object(map) => {
@@ -1052,7 +978,7 @@ stories:
             (json!(u64::MAX), "18446744073709551615"),
         ];
         for (input, expected) in cases {
-            assert_eq!(number_text(&input), expected, "for {input}");
+            assert_eq!(crate::pyjson::number_text(&input), expected, "for {input}");
         }
     }
 }

@@ -106,15 +106,15 @@ impl State {
                 out.push_str(", ");
             }
             first = false;
-            py_str(out, k);
+            crate::pyjson::write_str(out, k);
             out.push_str(": ");
         };
         if let Some(l) = &self.active_loop {
             key(out, "active_loop");
             out.push('{');
-            py_str(out, "name");
+            crate::pyjson::write_str(out, "name");
             out.push_str(": ");
-            py_str(out, l);
+            crate::pyjson::write_str(out, l);
             out.push('}');
         }
         if let Some(p) = &self.prev_action {
@@ -122,14 +122,14 @@ impl State {
             out.push('{');
             match p {
                 PrevAction::Name(n) => {
-                    py_str(out, "action_name");
+                    crate::pyjson::write_str(out, "action_name");
                     out.push_str(": ");
-                    py_str(out, n);
+                    crate::pyjson::write_str(out, n);
                 }
                 PrevAction::Text(t) => {
-                    py_str(out, "action_text");
+                    crate::pyjson::write_str(out, "action_text");
                     out.push_str(": ");
-                    py_str(out, t);
+                    crate::pyjson::write_str(out, t);
                 }
             }
             out.push('}');
@@ -141,10 +141,10 @@ impl State {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                py_str(out, name);
+                crate::pyjson::write_str(out, name);
                 out.push_str(": ");
                 match f {
-                    SlotFeature::ShouldNotBeSet => py_str(out, SHOULD_NOT_BE_SET),
+                    SlotFeature::ShouldNotBeSet => crate::pyjson::write_str(out, SHOULD_NOT_BE_SET),
                     SlotFeature::Values(v) => {
                         out.push('[');
                         for (j, x) in v.iter().enumerate() {
@@ -164,13 +164,13 @@ impl State {
             out.push('{');
             let mut parts = 0;
             if !u.entities.is_empty() {
-                py_str(out, "entities");
+                crate::pyjson::write_str(out, "entities");
                 out.push_str(": [");
                 for (j, e) in u.entities.iter().enumerate() {
                     if j > 0 {
                         out.push_str(", ");
                     }
-                    py_str(out, e);
+                    crate::pyjson::write_str(out, e);
                 }
                 out.push(']');
                 parts += 1;
@@ -179,18 +179,18 @@ impl State {
                 if parts > 0 {
                     out.push_str(", ");
                 }
-                py_str(out, "intent");
+                crate::pyjson::write_str(out, "intent");
                 out.push_str(": ");
-                py_str(out, i);
+                crate::pyjson::write_str(out, i);
                 parts += 1;
             }
             if let Some(t) = &u.text {
                 if parts > 0 {
                     out.push_str(", ");
                 }
-                py_str(out, "text");
+                crate::pyjson::write_str(out, "text");
                 out.push_str(": ");
-                py_str(out, t);
+                crate::pyjson::write_str(out, t);
             }
             out.push('}');
         }
@@ -209,30 +209,6 @@ pub fn states_key(states: &[State]) -> String {
     }
     out.push(']');
     out
-}
-
-/// A JSON string as Python writes it (`ensure_ascii=True`).
-fn py_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Rasa's `bool_from_any`.
@@ -714,7 +690,7 @@ mod tests {
             r#"[{}, {"active_loop": {"name": "f"}, "prev_action": {"action_name": "action_listen"}, "slots": {"a": "should_not_be_set", "b": [1.0, 0.5]}, "user": {"entities": ["name", "name#role"], "intent": "greet"}}]"#
         );
         let mut out = String::new();
-        py_str(&mut out, "é\"😀");
+        crate::pyjson::write_str(&mut out, "é\"😀");
         assert_eq!(out, r#""\u00e9\"\ud83d\ude00""#);
     }
 }
