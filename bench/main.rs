@@ -19,6 +19,8 @@ use anyhow::{bail, Context, Result};
 use args::{Args, Store};
 use report::Row;
 
+mod action_server;
+
 /// Command-line flags.
 mod args {
     use std::path::PathBuf;
@@ -70,6 +72,12 @@ mod args {
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         pub json: Option<PathBuf>,
+        /// The action server of the `action` scenario.
+        #[arg(long, value_enum, default_value = "fast")]
+        pub action_server: crate::action_server::Kind,
+        /// Python with rasa-sdk installed, for `--action-server rasa-sdk`.
+        #[arg(long, env = "PALAVER_TEST_RASA_SDK_PYTHON", default_value = "python3")]
+        pub python: String,
     }
 
     impl Args {
@@ -146,6 +154,7 @@ mod workdir {
     const DOMAIN: &str = r#"version: "3.1"
 intents:
   - greet
+  - act
 slots:
   name:
     type: text
@@ -154,6 +163,8 @@ slots:
 responses:
   utter_greet:
     - text: "hi"
+actions:
+  - action_bench
 "#;
 
     const CONFIG: &str = "language: en\npolicies:\n  - name: RulePolicy\n";
@@ -165,6 +176,10 @@ rules:
     steps:
       - intent: greet
       - action: utter_greet
+  - rule: act
+    steps:
+      - intent: act
+      - action: action_bench
 "#;
 
     const ENDPOINTS_IN_MEMORY: &str = "tracker_store:\n  type: in_memory\n";
@@ -178,7 +193,7 @@ rules:
         /// Creates `<tmp>/palaver-bench-<uuid>` with the project in `project/`, and for
         /// the in-memory store an `endpoints.yml` next to it (SQLite needs none: the
         /// server's default is `palaver.db` in its working directory).
-        pub fn create(store: Store) -> Result<WorkDir> {
+        pub fn create(store: Store, action_url: &str) -> Result<WorkDir> {
             let path = std::env::temp_dir().join(format!("palaver-bench-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
@@ -191,9 +206,11 @@ rules:
             std::fs::create_dir_all(project.join("data"))
                 .with_context(|| format!("creating {}", project.join("data").display()))?;
             write(&project.join("data/rules.yml"), RULES)?;
+            let mut endpoints = format!("action_endpoint:\n  url: \"{action_url}\"\n");
             if store == Store::Memory {
-                write(&dir.path.join("endpoints.yml"), ENDPOINTS_IN_MEMORY)?;
+                endpoints.push_str(ENDPOINTS_IN_MEMORY);
             }
+            write(&dir.path.join("endpoints.yml"), &endpoints)?;
             Ok(dir)
         }
 
@@ -283,9 +300,8 @@ mod server {
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err);
-            if store == Store::Memory {
-                cmd.args(["--endpoints", "endpoints.yml"]);
-            }
+            let _ = store;
+            cmd.args(["--endpoints", "endpoints.yml"]);
             // Flags set in our environment must not change the server under test.
             for (key, _) in std::env::vars_os() {
                 if key.to_string_lossy().starts_with("PALAVER_") {
@@ -399,11 +415,15 @@ mod scenario {
         /// round robin over 100 conversations per client.
         #[value(name = "webhook")]
         Webhook,
+        /// POST `/act` to the REST webhook: like `webhook`, but the rule runs the
+        /// custom action `action_bench` on the action server (`--action-server`).
+        #[value(name = "action")]
+        Action,
     }
 
     impl Scenario {
         /// Every scenario, in table order.
-        pub const ALL: [Scenario; 7] = [
+        pub const ALL: [Scenario; 8] = [
             Scenario::AppendMany,
             Scenario::Append10,
             Scenario::Append10k,
@@ -411,6 +431,7 @@ mod scenario {
             Scenario::GetNone10k,
             Scenario::GetFull10,
             Scenario::Webhook,
+            Scenario::Action,
         ];
 
         /// The name on the command line, in the table and in JSON.
@@ -423,6 +444,7 @@ mod scenario {
                 Scenario::GetNone10k => "get-none-10k",
                 Scenario::GetFull10 => "get-full-10",
                 Scenario::Webhook => "webhook",
+                Scenario::Action => "action",
             }
         }
 
@@ -436,13 +458,22 @@ mod scenario {
 
         /// Whether the scenario POSTs (appends and webhook messages).
         pub fn posts(self) -> bool {
-            self.appends() || self == Scenario::Webhook
+            self.appends() || self.message().is_some()
+        }
+
+        /// The message a webhook scenario sends.
+        pub fn message(self) -> Option<&'static str> {
+            match self {
+                Scenario::Webhook => Some("/greet"),
+                Scenario::Action => Some("/act"),
+                _ => None,
+            }
         }
 
         /// How many events each client's conversation is prefilled with, if any.
         pub fn prefill(self) -> Option<usize> {
             match self {
-                Scenario::AppendMany | Scenario::Webhook => None,
+                Scenario::AppendMany | Scenario::Webhook | Scenario::Action => None,
                 Scenario::Append10 | Scenario::GetNone10 | Scenario::GetFull10 => Some(10),
                 Scenario::Append10k | Scenario::GetNone10k => Some(10_000),
             }
@@ -452,7 +483,7 @@ mod scenario {
         /// per run (`run` names it); reads do not change a conversation, so they share
         /// `get-<size>-<client>` across runs and scenarios.
         pub fn urls(self, base: &str, run: &str, client: usize) -> Vec<String> {
-            if self == Scenario::Webhook {
+            if self.message().is_some() {
                 // The sender rides in the URL fragment, which is never sent: the
                 // request builds the webhook body from it.
                 return self
@@ -467,7 +498,7 @@ mod scenario {
                 }
                 Scenario::GetNone10 | Scenario::GetNone10k => "tracker?include_events=NONE",
                 Scenario::GetFull10 => "tracker",
-                Scenario::Webhook => "",
+                Scenario::Webhook | Scenario::Action => "",
             };
             self.conversation_ids(run, client)
                 .into_iter()
@@ -478,7 +509,8 @@ mod scenario {
         /// The conversation ids one client uses.
         pub fn conversation_ids(self, run: &str, client: usize) -> Vec<String> {
             match (self, self.prefill()) {
-                (Scenario::AppendMany | Scenario::Webhook, _) => (0..IDS_PER_CLIENT)
+                (Scenario::AppendMany | Scenario::Webhook | Scenario::Action, _) => (0
+                    ..IDS_PER_CLIENT)
                     .map(|k| format!("{run}-c{client}-{k}"))
                     .collect(),
                 (s, Some(n)) if !s.appends() => vec![format!("get-{n}-c{client}")],
@@ -593,6 +625,7 @@ mod load {
     pub async fn run(
         client: &Client,
         append: bool,
+        message: &'static str,
         urls_per_client: Vec<Vec<String>>,
         warmup: Duration,
         measure: Duration,
@@ -605,6 +638,7 @@ mod load {
                 tokio::spawn(client_task(
                     client.clone(),
                     append,
+                    message,
                     urls,
                     measure_from,
                     deadline,
@@ -636,6 +670,7 @@ mod load {
     async fn client_task(
         client: Client,
         append: bool,
+        message: &'static str,
         urls: Vec<String>,
         measure_from: Instant,
         deadline: Instant,
@@ -655,7 +690,7 @@ mod load {
             if started >= deadline {
                 break;
             }
-            let result = request(&client, append, url).await;
+            let result = request(&client, append, message, url).await;
             if started < measure_from {
                 continue;
             }
@@ -675,11 +710,16 @@ mod load {
     }
 
     /// One request; the body is read to the end so the connection can be reused.
-    async fn request(client: &Client, append: bool, url: &str) -> Result<(), String> {
+    async fn request(
+        client: &Client,
+        append: bool,
+        message: &str,
+        url: &str,
+    ) -> Result<(), String> {
         let req = if let (true, Some((webhook, sender))) = (append, url.split_once('#')) {
             client
                 .post(webhook)
-                .json(&serde_json::json!({"sender": sender, "message": "/greet"}))
+                .json(&serde_json::json!({"sender": sender, "message": message}))
         } else if append {
             client
                 .post(url)
@@ -959,13 +999,14 @@ async fn bench_store(
     bin: &Path,
     args: &Args,
     store: Store,
+    action_url: &str,
     rows: &mut Vec<Row>,
     notes: &mut Vec<String>,
 ) -> Result<()> {
     let max_conc = args.concurrency.iter().copied().max().unwrap_or(1);
     let client = load::client(max_conc)?;
     // Declared before the server so that it is removed after the server is killed.
-    let dir = workdir::WorkDir::create(store)?;
+    let dir = workdir::WorkDir::create(store, action_url)?;
     let server = server::Server::start(bin, &dir, store, &client).await?;
     eprintln!(
         "[{}] server up at {} (working dir {})",
@@ -995,6 +1036,7 @@ async fn bench_store(
             let outcome = load::run(
                 &client,
                 scenario.posts(),
+                scenario.message().unwrap_or_default(),
                 urls,
                 WARMUP,
                 Duration::from_secs(args.seconds),
@@ -1045,11 +1087,37 @@ async fn run(args: Args) -> Result<()> {
     eprintln!("{}", report::header(&machine, args.seconds));
     let mut rows = Vec::new();
     let mut notes = Vec::new();
+    // The action server lives in its own temp dir (rasa_sdk needs an actions package).
+    let action_dir =
+        std::env::temp_dir().join(format!("palaver-bench-actions-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&action_dir)?;
+    let actions = if args.scenarios.contains(&scenario::Scenario::Action) {
+        let a =
+            action_server::ActionServer::start(args.action_server, &args.python, &action_dir).await;
+        if a.is_err() {
+            let _ = std::fs::remove_dir_all(&action_dir);
+        }
+        let a = a?;
+        notes.push(format!(
+            "action scenario: {} action server at {}",
+            args.action_server.name(),
+            a.url
+        ));
+        Some(a)
+    } else {
+        None
+    };
+    let action_url = actions
+        .as_ref()
+        .map(|a| a.url.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:9/webhook".into());
     for &store in &args.store {
-        bench_store(&bin, &args, store, &mut rows, &mut notes)
+        bench_store(&bin, &args, store, &action_url, &mut rows, &mut notes)
             .await
             .with_context(|| format!("benchmarking the {} store", store.name()))?;
     }
+    drop(actions);
+    let _ = std::fs::remove_dir_all(&action_dir);
     println!("{}", report::table(&machine, args.seconds, &rows, &notes));
     if let Some(path) = &args.json {
         let text =

@@ -10,6 +10,7 @@ use crate::config::{ConfigError, Endpoints, LogFormat, RunArgs, TrackerStoreConf
 use crate::processor::Conversations;
 use crate::server::auth::{AuthConfig, JwtConfig};
 use crate::server::{router, AppState, ProjectSource, RouterOptions};
+use crate::stores::instrumented::{InstrumentedLockStore, InstrumentedTrackerStore};
 use crate::stores::lock::InMemoryLockStore;
 use crate::stores::memory::InMemoryTrackerStore;
 use crate::stores::sqlite::SqliteTrackerStore;
@@ -28,8 +29,20 @@ pub fn init_logging(format: LogFormat, default_level: &str) {
 
 /// Builds the application state from the flags: project, endpoints and stores.
 pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
+    if !args.project.is_dir() {
+        return Err(ConfigError(format!(
+            "the project folder '{}' does not exist; create a starter bot there with \
+             `palaver init {}`",
+            args.project.display(),
+            args.project.display()
+        ))
+        .into());
+    }
     let endpoints = match args.project_file(&args.endpoints) {
         Some(p) => Endpoints::load(&p)?,
+        None if args.endpoints != std::path::Path::new("endpoints.yml") => {
+            return Err(missing_file("--endpoints", &args.endpoints).into())
+        }
         None => Endpoints::default(),
     };
     let started = std::time::Instant::now();
@@ -45,6 +58,10 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
         "project loaded"
     );
     let credentials = credentials(args)?;
+    let socketio = crate::channels::socketio::SocketIoConfig::from_credentials(&credentials)?
+        .map(crate::channels::socketio::SocketIoChannel::new);
+    let channel_auth = crate::channels::auth::ChannelAuth::from_credentials(&credentials)?;
+    let callback = crate::channels::callback::endpoint_from_credentials(&credentials);
     let store: Arc<dyn TrackerStore> = match &endpoints.tracker_store {
         TrackerStoreConfig::InMemory => Arc::new(InMemoryTrackerStore::new()),
         TrackerStoreConfig::Sqlite(path) => {
@@ -64,8 +81,8 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
     Ok(Arc::new(AppState {
         agent: RwLock::new(Some(Arc::new(agent))),
         conversations: Conversations::new(
-            store,
-            Arc::new(InMemoryLockStore::new()),
+            InstrumentedTrackerStore::wrap(store),
+            InstrumentedLockStore::wrap(Arc::new(InMemoryLockStore::new())),
             args.tracker_cache_size,
         ),
         auth: AuthConfig {
@@ -73,12 +90,27 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
             jwt,
         },
         body_limit: args.max_body_size,
-        callback: crate::channels::callback::endpoint_from_credentials(&credentials),
+        callback: callback.clone(),
         project: ProjectSource {
             dir: args.project.clone(),
             endpoints: endpoints.raw.clone(),
         },
+        lifecycle: Arc::new(crate::shutdown::Lifecycle::new()),
+        push: crate::channels::push::PushChannels::new(
+            socketio.as_ref().map(|s| s.output()),
+            callback,
+        ),
+        socketio,
+        channel_auth,
     }))
+}
+
+/// A file named by a flag that is neither where it was given nor in the project.
+fn missing_file(flag: &str, path: &std::path::Path) -> ConfigError {
+    ConfigError(format!(
+        "{flag} {}: no such file (looked for it as given and inside the project folder)",
+        path.display()
+    ))
 }
 
 /// credentials.yml as parsed (`null` when there is none).
@@ -89,10 +121,47 @@ pub fn credentials(args: &RunArgs) -> anyhow::Result<serde_json::Value> {
                 .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
             let text = crate::yaml::substitute_env(&text)
                 .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
-            crate::yaml::parse_str(&text, &p.display().to_string())?
+            let parsed = crate::yaml::parse_str(&text, &p.display().to_string())?;
+            check_credentials(&parsed)
+                .map_err(|e| ConfigError(format!("{}: {}", p.display(), e.0)))?;
+            parsed
+        }
+        None if args.credentials != std::path::Path::new("credentials.yml") => {
+            return Err(missing_file("--credentials", &args.credentials).into())
         }
         None => serde_json::Value::Null,
     })
+}
+
+/// Input channels palaver serves; others in credentials.yml are ignored with a warning.
+const KNOWN_CHANNELS: &[&str] = &["rest", "callback", "socketio"];
+
+/// Checks the shape of credentials.yml: a mapping of channel names to settings, a
+/// `callback` channel with a `url`; warns about channels palaver does not serve.
+fn check_credentials(credentials: &serde_json::Value) -> Result<(), ConfigError> {
+    let channels = match credentials {
+        serde_json::Value::Null => return Ok(()),
+        serde_json::Value::Object(m) => m,
+        _ => {
+            return Err(ConfigError(
+                "must be a mapping of channel names to their settings, e.g. `rest:`".into(),
+            ))
+        }
+    };
+    for (name, settings) in channels {
+        if name == "callback" && settings.get("url").and_then(|u| u.as_str()).is_none() {
+            return Err(ConfigError(
+                "the callback channel needs a 'url': where palaver POSTs the bot's messages".into(),
+            ));
+        }
+        if !KNOWN_CHANNELS.contains(&name.as_str()) {
+            tracing::warn!(
+                channel = %name,
+                "credentials.yml: palaver does not serve this channel; it is ignored"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Which input channels to mount: REST unless credentials.yml exists without `rest:`
@@ -104,17 +173,22 @@ pub fn channel_options(credentials: &serde_json::Value) -> (bool, bool) {
     }
 }
 
-/// Runs the server until SIGINT or SIGTERM.
+/// Runs the server until SIGINT or SIGTERM, then shuts down gracefully (see
+/// [`serve_until_shutdown`]).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.metrics || args.metrics_port.is_some() {
+        crate::server::metrics::install()?;
+    }
     let state = build_state(&args).await?;
     let (rest_channel, callback_channel) = channel_options(&credentials(&args)?);
     let app = router(
-        state,
+        state.clone(),
         &RouterOptions {
             enable_api: args.enable_api,
             cors: args.cors.clone(),
             rest_channel,
             callback_channel,
+            metrics: args.metrics,
         },
     );
     let addr: SocketAddr = format!("{}:{}", args.interface, args.port)
@@ -124,11 +198,96 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| ConfigError(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
+    if let Some(port) = args.metrics_port {
+        serve_metrics(&args.interface, port).await?;
+    }
     tracing::info!(%local, project = %args.project.display(), "Rasa server is up and running.");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let deadline = std::time::Duration::from_secs_f64(args.shutdown_timeout);
+    serve_until_shutdown(listener, app, &state.lifecycle, shutdown_signal(), deadline).await
+}
+
+/// Serves `/metrics` alone on its own port (`--metrics-port`), until the process ends.
+async fn serve_metrics(interface: &str, port: u16) -> anyhow::Result<()> {
+    let addr: SocketAddr = format!("{interface}:{port}")
+        .parse()
+        .map_err(|e| ConfigError(format!("--interface/--metrics-port: {e}")))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| ConfigError(format!("cannot listen on {addr} for metrics: {e}")))?;
+    tracing::info!(%addr, "metrics at /metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, crate::server::metrics::router()).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
     Ok(())
+}
+
+/// Serves `app` until `signal` completes, then shuts down gracefully: stop accepting
+/// connections, let the requests in progress finish (at most `deadline`; those still
+/// running then are cut off with an error in the log), run the shutdown hooks (again
+/// at most `deadline`), return.
+pub async fn serve_until_shutdown(
+    listener: TcpListener,
+    app: axum::Router,
+    lifecycle: &Arc<crate::shutdown::Lifecycle>,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+    deadline: std::time::Duration,
+) -> anyhow::Result<()> {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let life = lifecycle.clone();
+    let signal = async move {
+        signal.await;
+        life.start_draining();
+        let _ = stopping_tx.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let cut_off = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(deadline).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        _ = cut_off => tracing::error!(
+            deadline_s = deadline.as_secs_f64(),
+            "requests still running at the shutdown deadline were cut off"
+        ),
+    }
+    let finished = lifecycle.run_hooks(deadline).await;
+    tracing::info!(hooks = finished, "shut down");
+    Ok(())
+}
+
+/// `palaver health`: GETs `url` (default: this host's `/health/live` on `PALAVER_PORT`
+/// or 5005) and says whether it answered 2xx within 5 s.
+pub async fn health_check(url: Option<String>) -> bool {
+    let url = url.unwrap_or_else(|| {
+        let port = std::env::var("PALAVER_PORT").unwrap_or_else(|_| "5005".into());
+        format!("http://127.0.0.1:{port}/health/live")
+    });
+    let client = reqwest::Client::new();
+    match client
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => {
+            println!("{url}: {}", r.status());
+            true
+        }
+        Ok(r) => {
+            eprintln!("{url}: {}", r.status());
+            false
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            false
+        }
+    }
 }
 
 /// `palaver shell`: chat with the project in the terminal. Conversations use the

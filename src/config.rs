@@ -29,6 +29,31 @@ pub enum Command {
     /// Check project data (like `rasa data ...`).
     #[command(subcommand)]
     Data(DataCommand),
+    /// Create a starter bot that `palaver run` serves at once (like `rasa init`).
+    Init(InitArgs),
+    /// Ask a running server whether it is alive (exit 0) or not (exit 1); for container
+    /// health checks where no curl is installed.
+    Health(HealthArgs),
+}
+
+/// Flags of `palaver init`.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Folder to create the bot in (created if needed).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Overwrite the starter bot's files if they exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Flags of `palaver health`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// URL to GET [default: http://127.0.0.1:$PALAVER_PORT/health/live, port 5005 when
+    /// PALAVER_PORT is unset].
+    #[arg(long, env = "PALAVER_HEALTH_URL")]
+    pub url: Option<String>,
 }
 
 /// `palaver data` subcommands.
@@ -106,6 +131,26 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PALAVER_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Serve Prometheus metrics at `GET /metrics` on the API port.
+    #[arg(long, env = "PALAVER_METRICS")]
+    pub metrics: bool,
+    /// Serve Prometheus metrics at `GET /metrics` on this port instead (same interface).
+    #[arg(long, env = "PALAVER_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// Seconds to let requests in progress finish after SIGTERM/ctrl-c, and again for
+    /// the shutdown hooks (broker flush) after that.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds, env = "PALAVER_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: f64,
+}
+
+/// A number of seconds: finite and not negative.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(s),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds (e.g. 10 or 2.5)"
+        )),
+    }
 }
 
 impl RunArgs {
@@ -230,6 +275,13 @@ impl Endpoints {
 
     /// Interprets a parsed endpoints file.
     pub fn from_value(raw: Value) -> Result<Endpoints, ConfigError> {
+        if !raw.is_null() && !raw.is_object() {
+            return Err(ConfigError(
+                "must be a mapping of endpoint names (tracker_store, action_endpoint, ...) to \
+                 their settings"
+                    .into(),
+            ));
+        }
         let mut endpoints = Endpoints::default();
         if let Some(ts) = raw.get("tracker_store").filter(|v| !v.is_null()) {
             endpoints.tracker_store = tracker_store(ts)?;

@@ -512,7 +512,9 @@ fn validate_intent(v: &Value, what: &str) -> Result<(), String> {
         .as_object()
         .ok_or_else(|| format!("'{what}' must be an object"))?;
     if let Some(n) = o.get("name") {
-        if !n.is_string() {
+        // `null` is what NLU writes when it found no intent (an empty message); events
+        // palaver stored that way must read back.
+        if !(n.is_string() || n.is_null()) {
             return Err(format!("'{what}.name' must be a string"));
         }
     }
@@ -543,7 +545,12 @@ fn validate_entities(v: &Value) -> Result<(), String> {
         for (key, kind) in typed {
             if let Some(val) = o.get(key) {
                 let ok = match kind {
-                    "integer" => val.is_i64() || val.is_u64(),
+                    // JSON integers too large for 64 bits are still integers.
+                    "integer" => {
+                        val.is_i64()
+                            || val.is_u64()
+                            || val.as_f64().is_some_and(|f| f.fract() == 0.0)
+                    }
                     "string" => val.is_string(),
                     "number" => val.is_number(),
                     _ => val.is_string() || val.is_null(),

@@ -1,7 +1,7 @@
 //! The `palaver` command.
 
 use clap::Parser;
-use palaver::config::{Cli, Command, DataCommand};
+use palaver::config::{Cli, Command, DataCommand, HealthArgs, InitArgs};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -35,6 +35,27 @@ async fn main() -> std::process::ExitCode {
                     eprintln!("error: {e:#}");
                     return std::process::ExitCode::FAILURE;
                 }
+            }
+        }
+        Command::Init(InitArgs { dir, force }) => match palaver::init::init_project(&dir, force) {
+            Ok(files) => {
+                for f in files {
+                    println!("created {}", f.display());
+                }
+                println!(
+                    "\nYour bot is ready. Serve it with:\n  palaver run {}\nand talk to it:\n  \
+                     curl -X POST localhost:5005/webhooks/rest/webhook -d '{{\"sender\": \"me\", \"message\": \"/greet\"}}'",
+                    dir.display()
+                );
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        Command::Health(HealthArgs { url }) => {
+            if !palaver::cli::health_check(url).await {
+                return std::process::ExitCode::FAILURE;
             }
         }
     }

@@ -6,6 +6,7 @@
 //! tracker itself — the processor logs the events and sends the messages.
 
 pub mod extract_slots;
+pub mod forms;
 pub mod remote;
 
 use serde_json::{json, Value};
@@ -35,6 +36,8 @@ pub enum ActionKind {
     Default(String),
     /// An `utter_*` response of the domain.
     Response(String),
+    /// A form of the domain, run by palaver as Rasa's `FormAction`.
+    Form(String),
     /// A custom action of the action server.
     Remote(String),
 }
@@ -60,6 +63,10 @@ pub fn resolve(agent: &Agent, name: &str) -> Option<ActionKind> {
     }
     if name.starts_with("utter_") && d.responses.contains_key(name) {
         return Some(ActionKind::Response(name.to_owned()));
+    }
+    // Users can override a form with a custom action of the same name.
+    if d.forms.contains_key(name) && !d.actions.iter().any(|a| a == name) {
+        return Some(ActionKind::Form(name.to_owned()));
     }
     Some(ActionKind::Remote(name.to_owned()))
 }
@@ -183,46 +190,70 @@ fn ask_affirmation(tracker: &DialogueStateTracker) -> Event {
     nlg::bot_event(message)
 }
 
-/// Rasa's two-stage fallback loop: ask to affirm the intent, then to rephrase, then
-/// give up with the default fallback.
+/// The intents of the latest `n` user messages since the latest restart, newest first
+/// (Rasa's `_last_n_intent_names`).
+fn last_intent_names(tracker: &DialogueStateTracker, n: usize) -> Vec<String> {
+    tracker
+        .events_after_restart()
+        .iter()
+        .rev()
+        .filter_map(|e| match &e.kind {
+            EventKind::User(u) => Some(u.intent_name().unwrap_or_default().to_owned()),
+            _ => None,
+        })
+        .take(n)
+        .collect()
+}
+
+/// Rasa's `TwoStageFallbackAction`, a loop: ask to affirm the intent, then to rephrase;
+/// give up with the default fallback after two fallbacks in a row or a second failed
+/// affirmation; when the user clarifies, revert the fallback turns and replay the
+/// clarified message as if it had been understood at once.
 fn two_stage_fallback(
     agent: &Agent,
     tracker: &DialogueStateTracker,
     channel: Option<&str>,
 ) -> Vec<Event> {
     const NAME: &str = "action_two_stage_fallback";
+    const NLU_FALLBACK: &str = "nlu_fallback";
+    const OUT_OF_SCOPE: &str = "out_of_scope";
     let latest = tracker
         .latest_message()
         .intent_name()
         .unwrap_or_default()
         .to_owned();
-    let active = tracker.active_loop().map(|l| l.name.as_str()) == Some(NAME);
-    // Intents of the user messages since the loop started.
-    let mut intents: Vec<String> = Vec::new();
-    for e in tracker.applied_events().iter().rev() {
-        match &e.kind {
-            EventKind::User(u) => intents.push(u.intent_name().unwrap_or_default().to_owned()),
-            EventKind::ActiveLoop { name: Some(n) } if n == NAME => break,
-            _ => {}
-        }
-    }
-    intents.reverse();
+    let last2 = last_intent_names(tracker, 2);
+    let last3 = last_intent_names(tracker, 3);
+    let two_fallbacks_in_a_row = last2 == [NLU_FALLBACK, NLU_FALLBACK];
+    let second_affirmation_failed = last3 == [OUT_OF_SCOPE, NLU_FALLBACK, OUT_OF_SCOPE];
+    let clarified = latest != NLU_FALLBACK && latest != OUT_OF_SCOPE;
+    let is_done = clarified || two_fallbacks_in_a_row || second_affirmation_failed;
+
     let mut events = Vec::new();
+    let active = tracker.active_loop().map(|l| l.name.as_str()) == Some(NAME);
     if !active {
         events.push(Event::new(EventKind::ActiveLoop {
             name: Some(NAME.into()),
         }));
-        events.push(ask_affirmation(tracker));
+    }
+    if !is_done {
+        let just_activated = !active;
+        if just_activated || latest == NLU_FALLBACK {
+            events.push(ask_affirmation(tracker));
+        } else {
+            events.extend(utter(
+                agent,
+                tracker,
+                "utter_ask_rephrase",
+                channel,
+                &JsonMap::new(),
+            ));
+        }
         return events;
     }
-    let n = intents.len();
-    let two_fallbacks =
-        n >= 2 && intents[n - 1] == "nlu_fallback" && intents[n - 2] == "nlu_fallback";
-    let oos_sequence = n >= 3
-        && intents[n - 3] == "out_of_scope"
-        && intents[n - 2] == "nlu_fallback"
-        && intents[n - 1] == "out_of_scope";
-    if two_fallbacks || oos_sequence {
+    events.push(Event::new(EventKind::ActiveLoop { name: None }));
+    if two_fallbacks_in_a_row || second_affirmation_failed {
+        // Give up: action_default_fallback.
         events.extend(utter(
             agent,
             tracker,
@@ -230,47 +261,29 @@ fn two_stage_fallback(
             channel,
             &JsonMap::new(),
         ));
-        events.push(Event::new(EventKind::ActiveLoop { name: None }));
         events.push(rewind());
         return events;
     }
-    match latest.as_str() {
-        "nlu_fallback" => events.push(ask_affirmation(tracker)),
-        "out_of_scope" => events.extend(utter(
-            agent,
-            tracker,
-            "utter_ask_rephrase",
-            channel,
-            &JsonMap::new(),
-        )),
-        _ => {
-            // Clarified: drop the fallback turns and replay the clarified message as
-            // if it had been understood at once.
-            let clarified = tracker
-                .applied_events()
-                .into_iter()
-                .rev()
-                .find(|e| matches!(e.kind, EventKind::User(_)))
-                .map(|e| {
-                    let mut c = e.clone();
-                    if let EventKind::User(u) = &mut c.kind {
-                        if let Some(Value::Object(i)) = u.parse_data.get_mut("intent") {
-                            i.insert("confidence".into(), json!(1.0));
-                        }
-                    }
-                    c
-                });
-            events.push(Event::new(EventKind::ActiveLoop { name: None }));
-            let user_turns = intents.len();
-            for _ in 0..user_turns.max(1) {
-                events.push(rewind());
+    // Clarified: revert the fallback turns (the loop's turns collapse in the applied
+    // events, so one rewind reaches the message that triggered the fallback) and
+    // replay the clarified message with full confidence.
+    events.push(rewind());
+    events.push(Event::action(ACTION_LISTEN, None, None));
+    let clarified_message = tracker
+        .events()
+        .iter()
+        .rev()
+        .find(|e| matches!(e.kind, EventKind::User(_)))
+        .map(|e| {
+            let mut c = e.clone();
+            c.timestamp = crate::events::now();
+            if let EventKind::User(u) = &mut c.kind {
+                if let Some(Value::Object(i)) = u.parse_data.get_mut("intent") {
+                    i.insert("confidence".into(), json!(1.0));
+                }
             }
-            events.push(Event::action(ACTION_LISTEN, None, None));
-            if let Some(mut c) = clarified {
-                c.timestamp = crate::events::now();
-                events.push(c);
-            }
-        }
-    }
+            c
+        });
+    events.extend(clarified_message);
     events
 }

@@ -31,7 +31,7 @@ impl ActionEndpoint {
         let Some(cfg) = raw.get("action_endpoint").filter(|v| !v.is_null()) else {
             return Ok(None);
         };
-        let endpoint = EndpointConfig::from_value(cfg).ok_or("action_endpoint needs a 'url'")?;
+        let endpoint = EndpointConfig::from_value(cfg).ok_or("endpoints.yml: action_endpoint needs a 'url' (the action server's webhook, e.g. http://localhost:5055/webhook)")?;
         let timeout = cfg
             .get("timeout")
             .and_then(Value::as_f64)
@@ -95,17 +95,20 @@ impl RemoteActionExecutor {
             .post(&self.client)
             .timeout(endpoint.timeout)
             .json(&body);
+        let started = std::time::Instant::now();
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
+                crate::telemetry::action_server_call(name, None, started.elapsed());
                 return ActionOutcome::Failed(format!(
                     "custom action '{name}': the action server at {} did not answer: {e}",
                     endpoint.endpoint.url
-                ))
+                ));
             }
         };
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
+        crate::telemetry::action_server_call(name, Some(status.as_u16()), started.elapsed());
         let parsed: Option<Value> = serde_json::from_str(&text).ok();
         if status.as_u16() == 400 {
             if let Some(p) = parsed.as_ref().filter(|p| p.get("action_name").is_some()) {

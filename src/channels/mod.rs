@@ -5,8 +5,15 @@
 //! quick replies), then custom, image, attachment and elements. The collecting channel
 //! (REST webhook, `messages` arrays, callback) renders each part as a JSON object
 //! `{"recipient_id": ..., "text"|"image"|"buttons"|"custom"|"attachment": ...}`.
+//!
+//! Input channels: REST and callback webhooks (`server::webhooks`), socket.io
+//! ([`socketio`]); their opt-in authentication is in [`auth`]; [`push`] reaches users
+//! outside of a request.
 
+pub mod auth;
 pub mod callback;
+pub mod push;
+pub mod socketio;
 
 use std::sync::Mutex;
 

@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 
 use super::{ConversationTxn, Conversations};
-use crate::actions::{self, extract_slots, ActionKind, ActionOutcome};
+use crate::actions::{self, extract_slots, forms, ActionKind, ActionOutcome};
 use crate::agent::Agent;
 use crate::channels::{BotMessage, OutputChannel};
 use crate::events::{Event, EventKind, JsonMap, UserUttered, ACTION_LISTEN, ACTION_SESSION_START};
@@ -140,6 +140,7 @@ pub async fn handle_message(
     msg: UserMessage,
     out: &dyn OutputChannel,
 ) -> Result<(), ProcessError> {
+    let timer = crate::telemetry::MessageTimer::start(msg.input_channel.as_deref());
     let mut txn = conversations.open(&msg.sender_id, agent.clone()).await?;
     update_session(&mut txn, msg.metadata.as_ref(), out).await;
     let message_id = msg
@@ -161,6 +162,7 @@ pub async fn handle_message(
     log_user_event(&mut txn, user, out).await;
     predict_and_run(&mut txn, out).await;
     txn.commit().await?;
+    timer.ok();
     Ok(())
 }
 
@@ -211,10 +213,22 @@ pub async fn log_user_event_unanswered(
 }
 
 /// Runs `action_extract_slots` and logs its events (no `action` event, as Rasa).
-pub async fn run_extract_slots(txn: &mut ConversationTxn<'_>, _out: &dyn OutputChannel) {
-    let events = extract_slots::extract(txn.agent(), &txn.tracker());
+pub async fn run_extract_slots(txn: &mut ConversationTxn<'_>, out: &dyn OutputChannel) {
+    let agent = txn.agent().clone();
+    let steps = extract_slots::plan(&agent, &txn.tracker());
+    let events = if extract_slots::needs_action_server(&agent, &steps) {
+        let tracker = txn.tracker().clone();
+        extract_slots::execute(&agent, &tracker, steps, out.name()).await
+    } else {
+        extract_slots::plain_events(steps)
+    };
+    let messages: Vec<BotMessage> = events.iter().filter_map(BotMessage::from_event).collect();
     for e in events {
-        txn.log(e);
+        txn.log(restamp(e));
+    }
+    let sender = txn.sender_id().to_owned();
+    for m in &messages {
+        out.send(&sender, m).await;
     }
 }
 
@@ -312,6 +326,7 @@ pub async fn run_action(
     let agent = txn.agent().clone();
     let channel = out.name();
     let kind = actions::resolve(&agent, name);
+    let started = std::time::Instant::now();
     let outcome = match &kind {
         None => ActionOutcome::Failed(format!("'{name}' is not an action of the domain")),
         Some(ActionKind::Default(n)) => actions::run_default(&agent, &txn.tracker(), n, channel),
@@ -323,16 +338,18 @@ pub async fn run_action(
         }
         Some(ActionKind::Remote(n)) => {
             // The action server sees the prediction's events, not yet this action.
-            let mut view = txn.tracker().clone();
-            for e in &prediction.events {
-                view.update(e.clone());
-            }
+            let view = tracker_with(txn, &prediction.events);
             agent
                 .executor
                 .run(&agent, &view, n, agent.domain_json.clone(), channel)
                 .await
         }
+        Some(ActionKind::Form(n)) => {
+            let view = tracker_with(txn, &prediction.events);
+            forms::run(&agent, &view, n, channel).await
+        }
     };
+    crate::telemetry::action_run(name, kind.as_ref(), &outcome, started.elapsed());
     let events = match outcome {
         ActionOutcome::Rejected => {
             txn.log(Event::new(EventKind::ActionExecutionRejected {
@@ -374,6 +391,18 @@ pub async fn run_action(
         out.send(&sender, m).await;
     }
     !matches!(name, ACTION_LISTEN | ACTION_SESSION_START)
+}
+
+/// The conversation as an action sees it: with the prediction's events applied.
+fn tracker_with(
+    txn: &ConversationTxn<'_>,
+    events: &[Event],
+) -> crate::tracker::DialogueStateTracker {
+    let mut view = txn.tracker().clone();
+    for e in events {
+        view.update(e.clone());
+    }
+    view
 }
 
 fn restamp(mut e: Event) -> Event {

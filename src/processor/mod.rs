@@ -94,6 +94,11 @@ impl Conversations {
         &self.store
     }
 
+    /// The lock store.
+    pub fn locks(&self) -> &Arc<dyn LockStore> {
+        &self.locks
+    }
+
     /// Forgets every cached tracker (after the domain changed).
     pub fn clear_cache(&self) {
         self.cache.clear();

@@ -58,6 +58,29 @@ fn route(path: &str) -> Option<(String, Resource)> {
     None
 }
 
+/// The route template of a conversation path, e.g.
+/// `/conversations/{conversation_id}/tracker` (for metrics labels and the API document).
+pub fn route_template(path: &str) -> Option<&'static str> {
+    route(path).map(|(_, resource)| template(resource))
+}
+
+/// Every conversation route template (the API document must list them all).
+pub fn route_templates() -> Vec<&'static str> {
+    SUFFIXES.iter().map(|(_, r)| template(*r)).collect()
+}
+
+fn template(resource: Resource) -> &'static str {
+    match resource {
+        Resource::TrackerEvents => "/conversations/{conversation_id}/tracker/events",
+        Resource::Tracker => "/conversations/{conversation_id}/tracker",
+        Resource::Story => "/conversations/{conversation_id}/story",
+        Resource::Messages => "/conversations/{conversation_id}/messages",
+        Resource::Predict => "/conversations/{conversation_id}/predict",
+        Resource::Execute => "/conversations/{conversation_id}/execute",
+        Resource::TriggerIntent => "/conversations/{conversation_id}/trigger_intent",
+    }
+}
+
 /// Entry point of every `/conversations/...` request.
 pub async fn dispatch(
     State(state): State<SharedState>,
@@ -91,7 +114,19 @@ pub async fn dispatch(
         (Resource::TriggerIntent, &Method::POST) => {
             dialogue::trigger_intent(&state, &headers, &q, &id, body).await
         }
-        _ => Err(ApiError::method_not_allowed(method.as_str(), path)),
+        _ => {
+            let allow = match resource {
+                Resource::Tracker | Resource::Story => "GET",
+                Resource::TrackerEvents => "POST, PUT",
+                _ => "POST",
+            };
+            let mut response = ApiError::method_not_allowed(method.as_str(), path).into_response();
+            response.headers_mut().insert(
+                axum::http::header::ALLOW,
+                axum::http::HeaderValue::from_static(allow),
+            );
+            Ok(response)
+        }
     }
 }
 

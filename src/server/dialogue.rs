@@ -21,6 +21,9 @@ use crate::tracker::{DialogueStateTracker, EventVerbosity};
 pub enum ApiOutput {
     Collecting(CollectingOutputChannel),
     Callback(CallbackOutputChannel),
+    /// A channel that pushes to the user (socket.io): the answer has no `messages`,
+    /// as in Rasa, where only collecting channels report them.
+    Push(std::sync::Arc<dyn OutputChannel>),
 }
 
 impl ApiOutput {
@@ -33,6 +36,13 @@ impl ApiOutput {
         let mut requested = q.get("output_channel").map(str::to_owned);
         if requested.as_deref() == Some("latest") {
             requested = tracker.latest_input_channel().map(str::to_owned);
+        }
+        if let Some(push) = requested
+            .as_deref()
+            .filter(|name| *name != "callback")
+            .and_then(|name| state.push.output_channel(name))
+        {
+            return ApiOutput::Push(push);
         }
         match (requested.as_deref(), &state.callback) {
             (Some("callback"), Some(endpoint)) => {
@@ -50,14 +60,26 @@ impl ApiOutput {
         match self {
             ApiOutput::Collecting(c) => c,
             ApiOutput::Callback(c) => c,
+            ApiOutput::Push(c) => c.as_ref(),
         }
     }
 
-    fn take(&self) -> Vec<Value> {
+    /// The collected messages; `None` for a pushing channel.
+    fn take(&self) -> Option<Vec<Value>> {
         match self {
-            ApiOutput::Collecting(c) => c.take(),
-            ApiOutput::Callback(c) => c.take(),
+            ApiOutput::Collecting(c) => Some(c.take()),
+            ApiOutput::Callback(c) => Some(c.take()),
+            ApiOutput::Push(_) => None,
         }
+    }
+
+    /// `{"tracker": ..., "messages": [...]}`, without `messages` for a pushing channel.
+    fn answer(&self, tracker: Value) -> Value {
+        let mut answer = json!({ "tracker": tracker });
+        if let Some(messages) = self.take() {
+            answer["messages"] = Value::Array(messages);
+        }
+        answer
     }
 }
 
@@ -109,6 +131,12 @@ pub async fn add_message(
             ))
         }
     };
+    if let Some(pd) = o.get("parse_data").filter(|pd| !pd.is_null()) {
+        let as_event = serde_json::json!({"event": "user", "parse_data": pd});
+        crate::events::validate_event(&as_event).map_err(|e| {
+            ApiError::bad_parameter(format!("Invalid parse_data: {e}"), "parse_data", "body")
+        })?;
+    }
     let msg = UserMessage {
         text: Some(text),
         sender_id: id.to_owned(),
@@ -237,7 +265,7 @@ pub async fn execute(
     let snapshot = render(&txn.tracker(), verbosity)?;
     run_action(&mut txn, &name, prediction, output.channel()).await;
     txn.commit().await?;
-    json_value(json!({"tracker": snapshot, "messages": output.take()}))
+    json_value(output.answer(snapshot))
 }
 
 /// The entities of a `trigger_intent` body: a list, or a `{entity: value}` shorthand.
@@ -320,5 +348,5 @@ pub async fn trigger_intent(
     .await;
     let tracker = render(&txn.tracker(), verbosity)?;
     txn.commit().await?;
-    json_value(json!({"tracker": tracker, "messages": output.take()}))
+    json_value(output.answer(tracker))
 }

@@ -7,11 +7,16 @@
 //! gets Rasa's answer instead of the web framework's default.
 
 pub mod auth;
+pub mod console;
 pub mod conversations;
 pub mod cors;
 pub mod dialogue;
+pub mod emulation;
 pub mod error;
+pub mod health;
+pub mod metrics;
 pub mod model;
+pub mod openapi;
 pub mod status;
 pub mod webhooks;
 
@@ -44,6 +49,14 @@ pub struct AppState {
     pub callback: Option<crate::channels::callback::CallbackEndpoint>,
     /// Where the project came from, to load it again on `PUT /model`.
     pub project: ProjectSource,
+    /// Draining state and shutdown hooks.
+    pub lifecycle: Arc<crate::shutdown::Lifecycle>,
+    /// The socket.io channel, when credentials.yml configures it.
+    pub socketio: Option<crate::channels::socketio::SocketIoChannel>,
+    /// Output channels that reach users outside of a request (socket.io, callback).
+    pub push: crate::channels::push::PushChannels,
+    /// Opt-in authentication of the channel webhooks (credentials.yml `webhook_auth`).
+    pub channel_auth: crate::channels::auth::ChannelAuth,
 }
 
 /// The project folder and endpoints a server was started with.
@@ -80,11 +93,20 @@ pub struct RouterOptions {
     pub rest_channel: bool,
     /// Mount `/webhooks/callback/...`.
     pub callback_channel: bool,
+    /// Mount `GET /metrics` (`--metrics`).
+    pub metrics: bool,
 }
 
 /// Builds the HTTP application.
 pub fn router(state: SharedState, options: &RouterOptions) -> Router {
     let mut app = Router::new().route("/", get(status::hello));
+    app = app
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/openapi.json", get(openapi::serve));
+    if options.metrics {
+        app = app.route("/metrics", get(metrics::scrape));
+    }
     if options.rest_channel {
         app = app
             .route("/webhooks/rest", get(webhooks::health))
@@ -98,6 +120,14 @@ pub fn router(state: SharedState, options: &RouterOptions) -> Router {
             .route("/webhooks/callback/", get(webhooks::health))
             .route("/webhooks/callback/webhook", post(webhooks::callback))
             .route("/webhooks/callback/webhook/", post(webhooks::callback));
+    }
+    if state.socketio.is_some() {
+        app = app
+            .route("/webhooks/socketio", get(webhooks::health))
+            .route("/webhooks/socketio/", get(webhooks::health));
+    }
+    if options.enable_api {
+        app = console::routes(app);
     }
     if options.enable_api {
         app = app
@@ -113,16 +143,30 @@ pub fn router(state: SharedState, options: &RouterOptions) -> Router {
             );
     }
     let cors = Arc::new(cors::Cors::new(&options.cors));
-    app.fallback(fallback)
-        .with_state(state)
+    let mut app = app.fallback(fallback);
+    if let Some(socketio) = &state.socketio {
+        // After the fallback, so that socket.io requests (which match no route) reach it.
+        app = app.layer(socketio.serve(&state));
+    }
+    app.with_state(state)
         .layer(axum::middleware::from_fn_with_state(cors, cors::apply))
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let request_id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
                 // The path only: the query may hold the auth token.
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
             }),
         )
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
 }
 
 async fn fallback(req: Request) -> Response {

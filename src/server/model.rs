@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::emulation::Emulation;
 use super::{json_bytes, read_json, ApiError, QueryParams, SharedState};
 use crate::agent::Agent;
 use crate::events;
@@ -50,15 +51,19 @@ pub async fn parse(
             "No text message defined in request_body. Add text message to request body in order to obtain the intent and extracted entities.",
         ));
     }
-    if let Some(mode) = q.get("emulation_mode") {
-        if !["wit", "luis", "dialogflow"].contains(&mode.to_ascii_lowercase().as_str()) {
-            return Err(ApiError::bad_parameter(
-                "Invalid parameter value for 'emulation_mode'. Should be one of WIT, LUIS, DIALOGFLOW",
-                "emulation_mode",
-                "query",
-            ));
-        }
-    }
+    let emulation = match q.get("emulation_mode") {
+        None => None,
+        Some(mode) => match Emulation::from_param(mode) {
+            Some(e) => Some(e),
+            None => {
+                return Err(ApiError::bad_parameter(
+                    "Invalid parameter value for 'emulation_mode'. Should be one of WIT, LUIS, DIALOGFLOW",
+                    "emulation_mode",
+                    "query",
+                ))
+            }
+        },
+    };
     let text = match body.get("text") {
         Some(Value::String(t)) => t.clone(),
         Some(Value::Array(items)) => items
@@ -77,7 +82,11 @@ pub async fn parse(
     parsed.remove("message_id");
     parsed.remove("metadata");
     parsed.insert("text".into(), json!(text));
-    json_value(Value::Object(parsed))
+    let parsed = Value::Object(parsed);
+    match emulation {
+        Some(e) => json_value(e.response(&parsed)),
+        None => json_value(parsed),
+    }
 }
 
 fn json_value(v: Value) -> Result<Response, ApiError> {
@@ -175,6 +184,13 @@ pub async fn replace(
             "The model file to load is missing from the request body (\"model_file\").",
         ));
     }
+    if !body.is_object() {
+        return Err(ApiError::bad_parameter(
+            "The request body must be an object with the \"model_file\" to load.",
+            "model_file",
+            "body",
+        ));
+    }
     if body.get("model_server").is_some_and(|v| !v.is_null())
         || body.get("remote_storage").is_some_and(|v| !v.is_null())
     {
@@ -184,9 +200,16 @@ pub async fn replace(
             "body",
         ));
     }
-    let dir = match body.get("model_file").and_then(Value::as_str) {
-        Some(p) => PathBuf::from(p),
-        None => state.project.dir.clone(),
+    let dir = match body.get("model_file") {
+        Some(Value::String(p)) => PathBuf::from(p),
+        None | Some(Value::Null) => state.project.dir.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_parameter(
+                "\"model_file\" must be the path of a project folder.",
+                "model_file",
+                "body",
+            ))
+        }
     };
     let options = state.project.clone();
     let loaded = tokio::task::spawn_blocking(move || {

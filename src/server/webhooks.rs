@@ -1,6 +1,8 @@
 //! Input channels: `/webhooks/rest/...` and `/webhooks/callback/...`.
 //!
-//! Channel webhooks are never protected by `--auth-token`/`--jwt-secret`, as in Rasa.
+//! Channel webhooks are never protected by `--auth-token`/`--jwt-secret`, as in Rasa;
+//! a channel may opt in to its own auth in credentials.yml (`webhook_auth`, see
+//! [`crate::channels::auth`]).
 //! The REST webhook always answers 200 with the bot's messages (an empty list when the
 //! bot says nothing, is paused, or failed: the failure is logged).
 
@@ -114,8 +116,10 @@ fn stream_answer(
 pub async fn rest(
     State(state): State<SharedState>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    state.channel_auth.check("rest", &headers)?;
     let body = read_json(body, state.body_limit).await?;
     let msg = user_message(&body, "rest", true)?;
     let stream = QueryParams::parse(query.as_deref()).bool("stream", false);
@@ -143,7 +147,12 @@ pub async fn rest(
 
 /// `POST /webhooks/callback/webhook`: handles a message; the bot's messages are POSTed
 /// to the callback URL; answers `success`.
-pub async fn callback(State(state): State<SharedState>, body: Body) -> Result<Response, ApiError> {
+pub async fn callback(
+    State(state): State<SharedState>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    state.channel_auth.check("callback", &headers)?;
     let body = read_json(body, state.body_limit).await?;
     let msg = user_message(&body, "callback", false)?;
     let Some(endpoint) = state.callback.clone() else {

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{StoreError, TrackerStore};
+use super::{ConversationPage, ConversationQuery, ConversationSummary, StoreError, TrackerStore};
 use crate::events::Event;
 
 /// Conversations kept in a map in this process.
@@ -56,5 +56,18 @@ impl TrackerStore for InMemoryTrackerStore {
             .filter(|(_, e)| !e.is_empty())
             .map(|(k, _)| k.clone())
             .collect())
+    }
+
+    async fn list_conversations(
+        &self,
+        query: &ConversationQuery,
+    ) -> Result<ConversationPage, StoreError> {
+        // Summarised in place: no conversation is copied.
+        let all = self
+            .map()
+            .iter()
+            .filter_map(|(k, events)| ConversationSummary::of(k, events))
+            .collect();
+        Ok(ConversationPage::from_summaries(all, query))
     }
 }

@@ -9,6 +9,7 @@
 //! - [`LockStore`]: a per-conversation lock, so that requests for one conversation
 //!   are applied one at a time, in arrival order.
 
+pub mod instrumented;
 pub mod lock;
 pub mod memory;
 pub mod sqlite;
@@ -43,9 +44,109 @@ pub trait TrackerStore: Send + Sync {
     /// Ids of all stored conversations.
     async fn keys(&self) -> Result<Vec<String>, StoreError>;
 
+    /// A page of conversations, the most recently active first (`GET /conversations`).
+    ///
+    /// The default reads every conversation through [`TrackerStore::keys`] and
+    /// [`TrackerStore::retrieve`]; stores that can answer with one query should.
+    async fn list_conversations(
+        &self,
+        query: &ConversationQuery,
+    ) -> Result<ConversationPage, StoreError> {
+        let mut all = Vec::new();
+        for sender_id in self.keys().await? {
+            if let Some(events) = self.retrieve(&sender_id).await? {
+                all.extend(ConversationSummary::of(&sender_id, &events));
+            }
+        }
+        Ok(ConversationPage::from_summaries(all, query))
+    }
+
     /// Checks that the store can be used (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+/// Event types that decide whether a conversation is paused: the latest of them.
+pub const PAUSE_STATE_EVENTS: [&str; 4] = ["pause", "resume", "restart", "session_started"];
+
+/// One conversation in a listing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConversationSummary {
+    /// The conversation id.
+    pub sender_id: String,
+    /// The newest event timestamp (seconds since the epoch): its last activity.
+    pub latest_event_time: f64,
+    /// Whether the bot is paused: the latest `pause`, `resume`, `restart` or
+    /// `session_started` event is a `pause`. (A pause undone by a rewind still counts;
+    /// the tracker itself is exact.)
+    pub paused: bool,
+}
+
+impl ConversationSummary {
+    /// The summary of a conversation's events; `None` when it has none.
+    pub fn of(sender_id: &str, events: &[Event]) -> Option<ConversationSummary> {
+        let latest_event_time = events
+            .iter()
+            .map(|e| e.timestamp)
+            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))))?;
+        let paused = events
+            .iter()
+            .rev()
+            .find(|e| PAUSE_STATE_EVENTS.contains(&e.type_name()))
+            .is_some_and(|e| e.type_name() == "pause");
+        Some(ConversationSummary {
+            sender_id: sender_id.to_owned(),
+            latest_event_time,
+            paused,
+        })
+    }
+}
+
+/// Which conversations to list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationQuery {
+    /// How many to skip (of the ordered, filtered list).
+    pub offset: usize,
+    /// How many to give at most.
+    pub limit: usize,
+    /// Only paused (`Some(true)`) or only unpaused (`Some(false)`) ones.
+    pub paused: Option<bool>,
+}
+
+/// A page of conversations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationPage {
+    /// The conversations, most recently active first (ties: by id).
+    pub conversations: Vec<ConversationSummary>,
+    /// How many conversations match the query in all.
+    pub total: usize,
+}
+
+impl ConversationPage {
+    /// Filters, orders and pages summaries (for stores that list in memory).
+    pub fn from_summaries(
+        mut all: Vec<ConversationSummary>,
+        query: &ConversationQuery,
+    ) -> ConversationPage {
+        if let Some(paused) = query.paused {
+            all.retain(|c| c.paused == paused);
+        }
+        all.sort_by(|a, b| {
+            b.latest_event_time
+                .total_cmp(&a.latest_event_time)
+                .then_with(|| a.sender_id.cmp(&b.sender_id))
+        });
+        let total = all.len();
+        let conversations = all
+            .into_iter()
+            .skip(query.offset)
+            .take(query.limit)
+            .collect();
+        ConversationPage {
+            conversations,
+            total,
+        }
     }
 }
 
@@ -68,4 +169,9 @@ impl ConversationLock {
 pub trait LockStore: Send + Sync {
     /// Waits for the conversation's lock.
     async fn lock(&self, sender_id: &str) -> Result<ConversationLock, StoreError>;
+
+    /// Checks that the lock store can be used (for readiness probes).
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -22,15 +22,24 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{StoreError, TrackerStore};
+#[cfg(doc)]
+use super::PAUSE_STATE_EVENTS;
+use super::{ConversationPage, ConversationQuery, ConversationSummary, StoreError, TrackerStore};
 use crate::events::Event;
 
 /// Schema migrations, applied in order and recorded in `palaver_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "rasa events table",
-    include_str!("../../migrations/sqlite/0001_events.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "rasa events table",
+        include_str!("../../migrations/sqlite/0001_events.sql"),
+    ),
+    (
+        2,
+        "index for the conversation list",
+        include_str!("../../migrations/sqlite/0002_events_sender_type_index.sql"),
+    ),
+];
 
 /// Most requests committed together in one transaction.
 const MAX_BATCH: usize = 512;
@@ -301,6 +310,57 @@ impl TrackerStore for SqliteTrackerStore {
             .map_err(unavailable)
     }
 
+    async fn list_conversations(
+        &self,
+        query: &ConversationQuery,
+    ) -> Result<ConversationPage, StoreError> {
+        let summary = |row: sqlx::sqlite::SqliteRow| -> Result<ConversationSummary, StoreError> {
+            Ok(ConversationSummary {
+                sender_id: row.try_get("sender_id").map_err(unavailable)?,
+                latest_event_time: row.try_get("latest_event_time").map_err(unavailable)?,
+                paused: row.try_get::<i64, _>("paused").map_err(unavailable)? != 0,
+            })
+        };
+        let Some(paused) = query.paused else {
+            // Page first, then look up the paused state of the page's conversations only.
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT sender_id) FROM events")
+                .fetch_one(&self.readers)
+                .await
+                .map_err(unavailable)?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "WITH page AS (
+                   SELECT sender_id, COALESCE(MAX(timestamp), 0.0) AS latest_event_time
+                   FROM events GROUP BY sender_id
+                   ORDER BY latest_event_time DESC, sender_id LIMIT ? OFFSET ?)
+                 SELECT p.sender_id, p.latest_event_time, {PAUSED_OF_P} AS paused
+                 FROM page p ORDER BY p.latest_event_time DESC, p.sender_id"
+            )))
+            .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+            .bind(i64::try_from(query.offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(unavailable)?;
+            return Ok(ConversationPage {
+                conversations: rows.into_iter().map(summary).collect::<Result<_, _>>()?,
+                total: usize::try_from(total).unwrap_or_default(),
+            });
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH p AS (
+               SELECT sender_id, COALESCE(MAX(timestamp), 0.0) AS latest_event_time
+               FROM events GROUP BY sender_id)
+             SELECT * FROM (
+               SELECT p.sender_id, p.latest_event_time, {PAUSED_OF_P} AS paused FROM p)
+             WHERE paused = ?"
+        )))
+        .bind(i64::from(paused))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(unavailable)?;
+        let all = rows.into_iter().map(summary).collect::<Result<_, _>>()?;
+        Ok(ConversationPage::from_summaries(all, query))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.readers)
@@ -309,6 +369,14 @@ impl TrackerStore for SqliteTrackerStore {
             .map_err(unavailable)
     }
 }
+
+/// SQL for whether conversation `p.sender_id` is paused: its latest event of
+/// [`PAUSE_STATE_EVENTS`] is a pause (the test below compares it with the trait's
+/// default).
+const PAUSED_OF_P: &str = "COALESCE((SELECT e.type_name = 'pause' FROM events e
+    WHERE e.sender_id = p.sender_id
+      AND e.type_name IN ('pause', 'resume', 'restart', 'session_started')
+    ORDER BY e.id DESC LIMIT 1), 0)";
 
 #[cfg(test)]
 mod tests {
@@ -347,6 +415,107 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(row, ("user".to_string(), Some("greet".to_string())));
+    }
+
+    /// Lists through the trait's default implementation.
+    struct ViaDefault<'a>(&'a SqliteTrackerStore);
+
+    #[async_trait]
+    impl TrackerStore for ViaDefault<'_> {
+        async fn retrieve(&self, s: &str) -> Result<Option<Vec<Event>>, StoreError> {
+            self.0.retrieve(s).await
+        }
+        async fn append(&self, s: &str, e: &[Event]) -> Result<(), StoreError> {
+            self.0.append(s, e).await
+        }
+        async fn replace(&self, s: &str, e: &[Event]) -> Result<(), StoreError> {
+            self.0.replace(s, e).await
+        }
+        async fn keys(&self) -> Result<Vec<String>, StoreError> {
+            self.0.keys().await
+        }
+    }
+
+    #[tokio::test]
+    async fn conversation_list_matches_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteTrackerStore::open(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let at = |event: &str, t: f64| ev(json!({"event": event, "timestamp": t}));
+        let bot = |t: f64| ev(json!({"event": "bot", "text": "x", "timestamp": t}));
+        store
+            .append("paused", &[bot(1.0), at("pause", 5.0), bot(6.0)])
+            .await
+            .unwrap();
+        store
+            .append("resumed", &[at("pause", 2.0), at("resume", 3.0)])
+            .await
+            .unwrap();
+        store
+            .append("restarted", &[at("pause", 2.0), at("restart", 7.0)])
+            .await
+            .unwrap();
+        store
+            .append(
+                "new session",
+                &[at("pause", 1.0), at("session_started", 4.0)],
+            )
+            .await
+            .unwrap();
+        store.append("tie-b", &[bot(3.0)]).await.unwrap();
+        store.append("tie-a", &[bot(3.0)]).await.unwrap();
+        // Out-of-order timestamps: the newest counts, not the last stored.
+        store
+            .append("late", &[bot(9.0), at("pause", 8.0)])
+            .await
+            .unwrap();
+        let queries = [
+            (0, 100, None),
+            (0, 2, None),
+            (2, 3, None),
+            (6, 5, None),
+            (50, 5, None),
+            (0, 100, Some(true)),
+            (1, 1, Some(true)),
+            (0, 100, Some(false)),
+        ];
+        for (offset, limit, paused) in queries {
+            let q = ConversationQuery {
+                offset,
+                limit,
+                paused,
+            };
+            let fast = store.list_conversations(&q).await.unwrap();
+            let reference = ViaDefault(&store).list_conversations(&q).await.unwrap();
+            assert_eq!(fast, reference, "{q:?}");
+        }
+        let all = store
+            .list_conversations(&ConversationQuery {
+                offset: 0,
+                limit: 100,
+                paused: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.total, 7);
+        let order: Vec<(&str, bool)> = all
+            .conversations
+            .iter()
+            .map(|c| (c.sender_id.as_str(), c.paused))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("late", true),
+                ("restarted", false),
+                ("paused", true),
+                ("new session", false),
+                ("resumed", false),
+                ("tie-a", false),
+                ("tie-b", false),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod rasa_sdk;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,6 +29,8 @@ pub struct Options {
     pub no_api: bool,
     /// Do not pass the default token and JWT secret.
     pub open: bool,
+    /// The bot folder to copy (default: tests/fixtures/bot).
+    pub bot: Option<PathBuf>,
 }
 
 /// A running palaver process.
@@ -71,7 +75,8 @@ impl Server {
     /// Starts a server with options.
     pub async fn with(options: Options) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(&fixture_bot(), &dir.path().join("bot"));
+        let bot = options.bot.clone().unwrap_or_else(fixture_bot);
+        copy_dir(&bot, &dir.path().join("bot"));
         if let Some(e) = &options.endpoints {
             std::fs::write(dir.path().join("bot/endpoints.yml"), e).unwrap();
         }
@@ -140,6 +145,29 @@ impl Server {
     pub async fn restart(&mut self) {
         self.kill9();
         self.spawn().await;
+    }
+
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("the server is not running")
+    }
+
+    /// Waits (polling, at most `timeout`) for the process to exit; its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    self.child = None;
+                    return Some(status);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
     }
 
     pub fn url(&self, path: &str) -> String {
