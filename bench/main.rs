@@ -20,6 +20,7 @@ use args::{Args, Store};
 use report::Row;
 
 mod action_server;
+mod reminders;
 
 /// Command-line flags.
 mod args {
@@ -78,6 +79,16 @@ mod args {
         /// Python with rasa-sdk installed, for `--action-server rasa-sdk`.
         #[arg(long, env = "PALAVER_TEST_RASA_SDK_PYTHON", default_value = "python3")]
         pub python: String,
+        /// Instead of the scenarios: the reminders benchmark with this many pending
+        /// reminders (see bench/README.md).
+        #[arg(long)]
+        pub reminders: Option<usize>,
+        /// Reminders of `--reminders` that fall due during the run (firing lag).
+        #[arg(long, default_value_t = 2000)]
+        pub reminders_due: usize,
+        /// Seconds over which those fall due.
+        #[arg(long, default_value_t = 10.0)]
+        pub reminders_window: f64,
     }
 
     impl Args {
@@ -1084,6 +1095,10 @@ async fn bench_store(
 async fn run(args: Args) -> Result<()> {
     let bin = server::binary()?;
     let machine = machine::Machine::detect();
+    if let Some(pending) = args.reminders {
+        println!("{}", machine.describe());
+        return reminders::run(&bin, pending, args.reminders_due, args.reminders_window).await;
+    }
     eprintln!("{}", report::header(&machine, args.seconds));
     let mut rows = Vec::new();
     let mut notes = Vec::new();

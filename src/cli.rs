@@ -74,6 +74,20 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
         }
     };
     tracing::info!(store = ?endpoints.tracker_store, "tracker store ready");
+    // Reminders live next to the conversations: in the same SQLite file, or in memory.
+    let reminders = match &endpoints.tracker_store {
+        TrackerStoreConfig::InMemory => crate::reminders::Reminders::in_memory(),
+        TrackerStoreConfig::Sqlite(path) => crate::reminders::Reminders::new(Arc::new(
+            crate::reminders::sqlite::SqliteReminderStore::open(path)
+                .await
+                .map_err(|e| {
+                    ConfigError(format!(
+                        "cannot open the reminders in SQLite {}: {e}",
+                        path.display()
+                    ))
+                })?,
+        )),
+    };
     let jwt = match &args.jwt_secret {
         Some(secret) => Some(JwtConfig::new(secret, &args.jwt_method).map_err(ConfigError)?),
         None => None,
@@ -84,7 +98,8 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
             InstrumentedTrackerStore::wrap(store),
             InstrumentedLockStore::wrap(Arc::new(InMemoryLockStore::new())),
             args.tracker_cache_size,
-        ),
+        )
+        .with_reminders(Arc::new(reminders)),
         auth: AuthConfig {
             token: args.auth_token.clone(),
             jwt,
@@ -180,6 +195,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         crate::server::metrics::install()?;
     }
     let state = build_state(&args).await?;
+    crate::reminders::scheduler::Scheduler::start(
+        state.clone(),
+        crate::reminders::scheduler::SchedulerConfig::default(),
+    );
     let (rest_channel, callback_channel) = channel_options(&credentials(&args)?);
     let app = router(
         state.clone(),

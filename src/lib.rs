@@ -23,6 +23,7 @@ pub mod nlu;
 pub mod policies;
 pub mod processor;
 pub mod pyjson;
+pub mod reminders;
 pub mod server;
 pub mod shutdown;
 pub mod slots;

@@ -44,6 +44,11 @@ pub const STORE_ERRORS: &str = "palaver_store_errors_total";
 pub const OPEN_CONVERSATIONS: &str = "palaver_open_conversations";
 /// Reminders scheduled and not yet fired or cancelled.
 pub const PENDING_REMINDERS: &str = "palaver_pending_reminders";
+/// Due reminders handled, by `outcome` (`fired`, `dropped`: outdated, the user spoke,
+/// or cancelled meanwhile; `failed`: retried when the claim's lease ends).
+pub const REMINDERS: &str = "palaver_reminders_total";
+/// Time from a reminder's due time to its stored external event.
+pub const REMINDER_LAG: &str = "palaver_reminder_lag_seconds";
 /// Always 1; its labels tell the palaver `version` and the `rasa_version` it speaks.
 pub const BUILD_INFO: &str = "palaver_build_info";
 
@@ -87,6 +92,12 @@ pub fn describe() {
     describe_gauge!(
         PENDING_REMINDERS,
         "Reminders scheduled and not yet fired or cancelled"
+    );
+    describe_counter!(REMINDERS, "Due reminders handled, by outcome");
+    describe_histogram!(
+        REMINDER_LAG,
+        Unit::Seconds,
+        "Time from a reminder's due time to its stored external event"
     );
     describe_gauge!(BUILD_INFO, "palaver's version; always 1");
     metrics::gauge!(
@@ -224,6 +235,16 @@ pub fn store_call<T>(
 /// it schedules, fires or cancels one).
 pub fn set_pending_reminders(count: usize) {
     metrics::gauge!(PENDING_REMINDERS).set(count as f64);
+}
+
+/// Records what became of a due reminder (`fired`, `dropped` or `failed`).
+pub fn reminder_outcome(outcome: &'static str) {
+    metrics::counter!(REMINDERS, "outcome" => outcome).increment(1);
+}
+
+/// Records how late a reminder fired, in seconds.
+pub fn reminder_lag(seconds: f64) {
+    metrics::histogram!(REMINDER_LAG).record(seconds.max(0.0));
 }
 
 #[cfg(test)]

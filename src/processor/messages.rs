@@ -378,6 +378,7 @@ pub async fn run_action(
         }
         txn.log(action);
     }
+    txn.schedule_side_effects(&events, channel);
     let has_user = events.iter().any(|e| matches!(e.kind, EventKind::User(_)));
     let messages: Vec<BotMessage> = events.iter().filter_map(BotMessage::from_event).collect();
     for e in events {

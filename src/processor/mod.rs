@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use crate::agent::Agent;
 use crate::events::{Event, EventKind};
+use crate::reminders::{ReminderOp, Reminders};
 use crate::stores::{ConversationLock, LockStore, StoreError, TrackerStore};
 use crate::tracker::DialogueStateTracker;
 
@@ -69,6 +70,7 @@ pub struct Conversations {
     store: Arc<dyn TrackerStore>,
     locks: Arc<dyn LockStore>,
     cache: TrackerCache,
+    reminders: Arc<Reminders>,
 }
 
 impl Conversations {
@@ -86,7 +88,19 @@ impl Conversations {
                 map: Mutex::new(HashMap::new()),
                 capacity: cache_capacity.max(1),
             },
+            reminders: Arc::new(Reminders::in_memory()),
         }
+    }
+
+    /// Keeps scheduled reminders in `reminders` (default: in this process's memory).
+    pub fn with_reminders(mut self, reminders: Arc<Reminders>) -> Self {
+        self.reminders = reminders;
+        self
+    }
+
+    /// The scheduled reminders.
+    pub fn reminders(&self) -> &Arc<Reminders> {
+        &self.reminders
     }
 
     /// The tracker store.
@@ -130,6 +144,7 @@ impl Conversations {
             _lock: lock,
             tracker,
             pending: Vec::new(),
+            reminder_ops: Vec::new(),
             finished: false,
         })
     }
@@ -169,6 +184,7 @@ pub struct ConversationTxn<'a> {
     _lock: ConversationLock,
     tracker: SharedTracker,
     pending: Vec<Event>,
+    reminder_ops: Vec<ReminderOp>,
     finished: bool,
 }
 
@@ -199,9 +215,31 @@ impl ConversationTxn<'_> {
             .update(event);
     }
 
+    /// Schedules the `reminder`s and applies the `cancel_reminder`s among `events`
+    /// (returned by an action, or posted with `execute_side_effects`) when the
+    /// transaction commits; `output_channel` is where a reminder's messages will go.
+    pub fn schedule_side_effects(&mut self, events: &[Event], output_channel: Option<&str>) {
+        self.reminder_ops.extend(crate::reminders::ops_for_events(
+            &self.sender_id,
+            events,
+            output_channel,
+        ));
+    }
+
     /// Stores the logged events. Returns once they are durable.
+    ///
+    /// Reminder side effects are applied first, still under the conversation's lock: a
+    /// reminder stored without its events (the append failed) is dropped when it falls
+    /// due, because its `reminder` event is not in the conversation.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.finished = true;
+        if !self.reminder_ops.is_empty() {
+            let ops = std::mem::take(&mut self.reminder_ops);
+            if let Err(e) = self.conversations.reminders.apply(&ops).await {
+                self.conversations.cache.remove(&self.sender_id);
+                return Err(e);
+            }
+        }
         if self.pending.is_empty() {
             return Ok(());
         }

@@ -207,11 +207,18 @@ async fn append_events(
         .await;
     }
     let posted_bots: Vec<BotMessage> = events.iter().filter_map(BotMessage::from_event).collect();
+    let side_effects = q.bool("execute_side_effects", false);
+    let posted = if side_effects {
+        events.clone()
+    } else {
+        Vec::new()
+    };
     for e in events {
         txn.log(e);
     }
-    if q.bool("execute_side_effects", false) {
+    if side_effects {
         let output = ApiOutput::resolve(state, q, &txn.tracker());
+        txn.schedule_side_effects(&posted, output.channel().name());
         for m in &posted_bots {
             output.channel().send(id, m).await;
         }

@@ -268,8 +268,9 @@ pub async fn execute(
     json_value(output.answer(snapshot))
 }
 
-/// The entities of a `trigger_intent` body: a list, or a `{entity: value}` shorthand.
-fn external_entities(v: Option<&Value>) -> Vec<Value> {
+/// The entities of a `trigger_intent` body or a reminder: a list, or a
+/// `{entity: value}` shorthand; anything else is none.
+pub fn external_entities(v: Option<&Value>) -> Vec<Value> {
     match v {
         Some(Value::Array(items)) => items.clone(),
         Some(Value::Object(m)) => m

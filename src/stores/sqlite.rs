@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "index for the conversation list",
         include_str!("../../migrations/sqlite/0002_events_sender_type_index.sql"),
     ),
+    (
+        3,
+        "scheduled reminders",
+        include_str!("../../migrations/sqlite/0003_reminders.sql"),
+    ),
 ];
 
 /// Most requests committed together in one transaction.
@@ -139,7 +144,9 @@ impl SqliteTrackerStore {
     }
 }
 
-async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+/// Brings a database's schema up to date (every table palaver keeps in SQLite: the
+/// events, the reminders). Safe to run on an up-to-date database.
+pub async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS palaver_migrations (\
          version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at FLOAT NOT NULL)",
