@@ -26,6 +26,7 @@
 //!   conversation's events and deleting the reminder (milliseconds).
 
 pub mod memory;
+pub mod postgres;
 pub mod scheduler;
 pub mod sqlite;
 
