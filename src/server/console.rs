@@ -84,13 +84,19 @@ async fn stylesheet() -> Response {
 fn count_param(q: &QueryParams, name: &str, default: usize) -> Result<usize, ApiError> {
     match q.get(name) {
         None => Ok(default),
-        Some(v) => v.trim().parse::<usize>().map_err(|_| {
-            ApiError::bad_parameter(
-                format!("Invalid parameter value for '{name}'. Should be a whole number >= 0."),
-                name,
-                "query",
-            )
-        }),
+        Some(v) => {
+            let v = v.trim();
+            match v.parse::<usize>() {
+                Ok(n) => Ok(n),
+                // A whole number too large to count up to is still a valid offset: past the end.
+                Err(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Ok(usize::MAX),
+                Err(_) => Err(ApiError::bad_parameter(
+                    format!("Invalid parameter value for '{name}'. Should be a whole number >= 0."),
+                    name,
+                    "query",
+                )),
+            }
+        }
     }
 }
 
