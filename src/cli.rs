@@ -197,7 +197,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let state = build_state(&args).await?;
     crate::reminders::scheduler::Scheduler::start(
         state.clone(),
-        crate::reminders::scheduler::SchedulerConfig::default(),
+        crate::reminders::scheduler::SchedulerConfig::from_env(),
     );
     let (rest_channel, callback_channel) = channel_options(&credentials(&args)?);
     let app = router(

@@ -147,3 +147,95 @@ async fn three_replicas_on_one_sqlite_file_fire_each_reminder_once() {
     eprintln!("fired per replica: {per_replica:?}");
     assert_eq!(per_replica.iter().sum::<f64>(), REMINDERS as f64);
 }
+
+/// The `user` events and the bot messages with `text` of one conversation.
+async fn count_events(db: &std::path::Path, sender: &str, text: &str) -> (i64, i64) {
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let row = sqlx::query(
+        "SELECT \
+         COALESCE(SUM(CASE WHEN type_name = 'user' AND data LIKE '%is_external%' THEN 1 ELSE 0 END), 0) AS ext, \
+         COALESCE(SUM(CASE WHEN type_name = 'bot' AND data LIKE '%' || ? || '%' THEN 1 ELSE 0 END), 0) AS bots \
+         FROM events WHERE sender_id = ?",
+    )
+    .bind(text)
+    .bind(sender)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    (row.get("ext"), row.get("bots"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_while_firing_hands_the_reminder_over_when_its_lease_ends() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // The action server: the first call hangs (its replica is killed meanwhile), later
+    // ones answer at once.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let app = axum::Router::new().route(
+        "/webhook",
+        axum::routing::post(move || {
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                axum::Json(json!({"events": [], "responses": [{"text": "slow done"}]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let shared = tempfile::tempdir().unwrap();
+    let db = shared.path().join("shared.db");
+    let options = Options {
+        bot: Some(reminders_bot()),
+        endpoints: Some(format!(
+            "tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {}\n\
+             action_endpoint:\n  url: http://127.0.0.1:{port}/webhook\n",
+            db.display()
+        )),
+        env: vec![("PALAVER_REMINDER_LEASE".into(), "2".into())],
+        ..Default::default()
+    };
+    let mut first = Server::with(options.clone()).await;
+    let due = (Utc::now() + chrono::Duration::milliseconds(300)).to_rfc3339();
+    let (status, out) = first
+        .post_events(
+            "slow",
+            &json!({"event": "reminder", "intent": "EXTERNAL_slow", "name": "s",
+                "date_time": due, "kill_on_user_msg": false}),
+            "&execute_side_effects=true",
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the first replica never fired"
+    );
+    first.kill9();
+    assert_eq!(count_events(&db, "slow", "slow done").await, (0, 0));
+    assert_eq!(pending(&db).await, 1);
+
+    let second = Server::with(options).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count_events(&db, "slow", "slow done").await.0 == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count_events(&db, "slow", "slow done").await, (1, 1));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(pending(&db).await, 0);
+    drop(second);
+}

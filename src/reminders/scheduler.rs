@@ -49,6 +49,23 @@ impl Default for SchedulerConfig {
     }
 }
 
+impl SchedulerConfig {
+    /// The defaults, with the lease from `PALAVER_REMINDER_LEASE` when set (seconds,
+    /// one at least): how soon another replica takes over the reminders of one that
+    /// died while firing them.
+    pub fn from_env() -> SchedulerConfig {
+        let mut config = SchedulerConfig::default();
+        if let Some(secs) = std::env::var("PALAVER_REMINDER_LEASE")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 1.0)
+        {
+            config.lease = Duration::from_secs_f64(secs);
+        }
+        config
+    }
+}
+
 /// Why a due reminder was not triggered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {

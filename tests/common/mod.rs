@@ -31,6 +31,8 @@ pub struct Options {
     pub open: bool,
     /// The bot folder to copy (default: tests/fixtures/bot).
     pub bot: Option<PathBuf>,
+    /// Extra environment variables of the server process.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running palaver process.
@@ -113,6 +115,7 @@ impl Server {
                 cmd.args(["--auth-token", TOKEN, "--jwt-secret", JWT_SECRET]);
             }
             cmd.args(&self.options.args);
+            cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
             let mut child = cmd.spawn().expect("cannot start palaver");
             self.base = format!("http://127.0.0.1:{port}");
             self.port = port;
