@@ -268,6 +268,28 @@ async fn jwt_key_refuses_connections_without_a_valid_token() {
 }
 
 #[tokio::test]
+async fn jwt_method_selects_the_signing_algorithm() {
+    let s = server("  jwt_key: k512\n  jwt_method: HS512\n").await;
+    let Some(mut c) = clients(&s).await else {
+        return;
+    };
+    let hs512 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
+        &json!({"sub": "u"}),
+        &jsonwebtoken::EncodingKey::from_secret(b"k512"),
+    )
+    .unwrap();
+    // The right key but another algorithm is refused.
+    let hs256 = common::jwt(json!({"sub": "u"}), "k512");
+    let r = c.connect("hs256", json!({"auth": {"token": hs256}})).await;
+    assert_eq!(r["event"], "connect_error", "{r}");
+    c.connected("hs512", json!({"auth": {"token": hs512}}))
+        .await;
+    assert_eq!(c.session("hs512", json!("m")).await, json!("m"));
+    c.stop().await;
+}
+
+#[tokio::test]
 async fn old_clients_speak_engine_io_3() {
     let s = server("  session_persistence: true\n").await;
     let Some(mut c) = clients(&s).await else {
