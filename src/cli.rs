@@ -6,15 +6,28 @@ use std::sync::{Arc, RwLock};
 use tokio::net::TcpListener;
 
 use crate::agent::Agent;
-use crate::config::{ConfigError, Endpoints, LogFormat, RunArgs, TrackerStoreConfig};
+use crate::brokers::pika::PikaEventBroker;
+use crate::brokers::sql::SqlEventBroker;
+use crate::brokers::{EventBroker, EventPublisher, PublishingTrackerStore};
+use crate::config::{
+    ConfigError, Endpoints, EventBrokerConfig, LockStoreConfig, LogFormat, RunArgs,
+    TrackerStoreConfig,
+};
+
+/// Events that may wait for the event broker (about a few hundred bytes each); past
+/// that, new events are dropped and counted rather than filling memory.
+const BROKER_QUEUE: usize = 100_000;
 use crate::processor::Conversations;
 use crate::server::auth::{AuthConfig, JwtConfig};
 use crate::server::{router, AppState, ProjectSource, RouterOptions};
 use crate::stores::instrumented::{InstrumentedLockStore, InstrumentedTrackerStore};
 use crate::stores::lock::InMemoryLockStore;
 use crate::stores::memory::InMemoryTrackerStore;
+use crate::stores::postgres::PostgresTrackerStore;
+use crate::stores::redis::RedisTrackerStore;
+use crate::stores::redis_lock::RedisLockStore;
 use crate::stores::sqlite::SqliteTrackerStore;
-use crate::stores::TrackerStore;
+use crate::stores::{LockStore, TrackerStore};
 
 /// Sets up logging: `RUST_LOG` filters (else `default_level`), text or JSON lines.
 pub fn init_logging(format: LogFormat, default_level: &str) {
@@ -62,6 +75,8 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
         .map(crate::channels::socketio::SocketIoChannel::new);
     let channel_auth = crate::channels::auth::ChannelAuth::from_credentials(&credentials)?;
     let callback = crate::channels::callback::endpoint_from_credentials(&credentials);
+    // The PostgreSQL tracker store's pool, shared with the reminders.
+    let mut pg_pool = None;
     let store: Arc<dyn TrackerStore> = match &endpoints.tracker_store {
         TrackerStoreConfig::InMemory => Arc::new(InMemoryTrackerStore::new()),
         TrackerStoreConfig::Sqlite(path) => {
@@ -72,9 +87,62 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
                 ))
             })?)
         }
+        TrackerStoreConfig::Postgres(cfg) => {
+            let pg = PostgresTrackerStore::connect(cfg).await.map_err(|e| {
+                ConfigError(format!("cannot open the PostgreSQL tracker store: {e}"))
+            })?;
+            pg_pool = Some(pg.pool().clone());
+            Arc::new(pg)
+        }
+        TrackerStoreConfig::Redis(cfg) => Arc::new(
+            RedisTrackerStore::new(cfg).map_err(|e| ConfigError(format!("tracker_store: {e}")))?,
+        ),
+    };
+    let locks: Arc<dyn LockStore> = match &endpoints.lock_store {
+        LockStoreConfig::InMemory => Arc::new(InMemoryLockStore::new()),
+        LockStoreConfig::Redis {
+            redis,
+            lock_lifetime,
+        } => Arc::new(
+            RedisLockStore::new(redis, std::time::Duration::from_secs_f64(*lock_lifetime))
+                .map_err(|e| ConfigError(format!("lock_store: {e}")))?,
+        ),
+    };
+    if let Err(e) = locks.ping().await {
+        tracing::warn!(error = %e, "the lock store cannot be reached yet");
+    }
+    tracing::info!(lock_store = ?endpoints.lock_store, "lock store ready");
+    let lifecycle = Arc::new(crate::shutdown::Lifecycle::new());
+    let store = match &endpoints.event_broker {
+        None => store,
+        Some(cfg) => {
+            let broker: Arc<dyn EventBroker> = match cfg {
+                EventBrokerConfig::Pika(pika) => Arc::new(PikaEventBroker::new(pika.clone())),
+                EventBrokerConfig::Sql(sql) => {
+                    Arc::new(SqlEventBroker::connect(sql).await.map_err(|e| {
+                        ConfigError(format!("event_broker: cannot open the SQL broker: {e}"))
+                    })?)
+                }
+            };
+            tracing::info!(event_broker = ?cfg, "event broker ready");
+            let publisher = EventPublisher::start(broker, BROKER_QUEUE);
+            let flushed = publisher.clone();
+            lifecycle.on_shutdown("event broker", move || async move { flushed.flush().await });
+            PublishingTrackerStore::wrap(store, publisher)
+        }
+    };
+    // A shared store may be changed by other processes (a shared lock store says there
+    // are others): read the store on every request.
+    let cache_size = if endpoints.tracker_store.is_shared()
+        || endpoints.lock_store != LockStoreConfig::InMemory
+    {
+        0
+    } else {
+        args.tracker_cache_size
     };
     tracing::info!(store = ?endpoints.tracker_store, "tracker store ready");
-    // Reminders live next to the conversations: in the same SQLite file, or in memory.
+    // Reminders live next to the conversations: in the same SQLite file or PostgreSQL
+    // database, or in memory.
     let reminders = match &endpoints.tracker_store {
         TrackerStoreConfig::InMemory => crate::reminders::Reminders::in_memory(),
         TrackerStoreConfig::Sqlite(path) => crate::reminders::Reminders::new(Arc::new(
@@ -87,6 +155,22 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
                     ))
                 })?,
         )),
+        TrackerStoreConfig::Postgres(_) | TrackerStoreConfig::Redis(_) => match pg_pool {
+            Some(pool) => crate::reminders::Reminders::new(Arc::new(
+                crate::reminders::postgres::PostgresReminderStore::new(pool)
+                    .await
+                    .map_err(|e| {
+                        ConfigError(format!("cannot open the reminders in PostgreSQL: {e}"))
+                    })?,
+            )),
+            None => {
+                tracing::warn!(
+                    "reminders are kept in memory with the Redis tracker store: they are lost \
+                     on restart"
+                );
+                crate::reminders::Reminders::in_memory()
+            }
+        },
     };
     let jwt = match &args.jwt_secret {
         Some(secret) => Some(JwtConfig::new(secret, &args.jwt_method).map_err(ConfigError)?),
@@ -96,8 +180,8 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
         agent: RwLock::new(Some(Arc::new(agent))),
         conversations: Conversations::new(
             InstrumentedTrackerStore::wrap(store),
-            InstrumentedLockStore::wrap(Arc::new(InMemoryLockStore::new())),
-            args.tracker_cache_size,
+            InstrumentedLockStore::wrap(locks),
+            cache_size,
         )
         .with_reminders(Arc::new(reminders)),
         auth: AuthConfig {
@@ -110,7 +194,7 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
             dir: args.project.clone(),
             endpoints: endpoints.raw.clone(),
         },
-        lifecycle: Arc::new(crate::shutdown::Lifecycle::new()),
+        lifecycle,
         push: crate::channels::push::PushChannels::new(
             socketio.as_ref().map(|s| s.output()),
             callback,

@@ -12,6 +12,7 @@
 
 pub mod actions;
 pub mod agent;
+pub mod brokers;
 pub mod channels;
 pub mod cli;
 pub mod config;

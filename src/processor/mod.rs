@@ -44,6 +44,9 @@ impl TrackerCache {
     }
 
     fn insert(&self, sender_id: &str, tracker: SharedTracker) {
+        if self.capacity == 0 {
+            return;
+        }
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.capacity && !map.contains_key(sender_id) {
             if let Some(victim) = map.keys().next().cloned() {
@@ -75,7 +78,8 @@ pub struct Conversations {
 
 impl Conversations {
     /// Conversations kept in `store`, locked with `locks`; at most `cache_capacity`
-    /// trackers are kept in memory.
+    /// trackers are kept in memory (none with 0: the store is shared with other
+    /// processes, so every request must read it).
     pub fn new(
         store: Arc<dyn TrackerStore>,
         locks: Arc<dyn LockStore>,
@@ -86,7 +90,7 @@ impl Conversations {
             locks,
             cache: TrackerCache {
                 map: Mutex::new(HashMap::new()),
-                capacity: cache_capacity.max(1),
+                capacity: cache_capacity,
             },
             reminders: Arc::new(Reminders::in_memory()),
         }

@@ -57,6 +57,16 @@ impl TrackerStore for InstrumentedTrackerStore {
         r
     }
 
+    async fn list_conversations(
+        &self,
+        query: &super::ConversationQuery,
+    ) -> Result<super::ConversationPage, StoreError> {
+        let started = Instant::now();
+        let r = self.inner.list_conversations(query).await;
+        telemetry::store_call("tracker", "list_conversations", &r, started.elapsed());
+        r
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let started = Instant::now();
         let r = self.inner.ping().await;

@@ -1,8 +1,8 @@
 //! Where conversations live: tracker stores and lock stores.
 //!
 //! The processor talks to storage only through two small traits, so that the same
-//! dialogue code runs on the embedded SQLite default, in memory, or (later) on shared
-//! PostgreSQL/Redis stores:
+//! dialogue code runs on the embedded SQLite default, in memory, or on PostgreSQL or
+//! Redis shared by several palaver processes:
 //!
 //! - [`TrackerStore`]: an append-only log of events per conversation. An append that
 //!   returns `Ok` is durable (as durable as the store can make it).
@@ -12,6 +12,9 @@
 pub mod instrumented;
 pub mod lock;
 pub mod memory;
+pub mod postgres;
+pub mod redis;
+pub mod redis_lock;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -27,6 +30,51 @@ pub enum StoreError {
     /// Stored data could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+/// One event as a row of Rasa's `events` table (`SQLTrackerStore`): the columns Rasa
+/// fills besides `sender_id`, computed the way Rasa computes them, so that both SQL
+/// stores write rows Rasa reads and queries.
+pub(crate) struct EventRow {
+    /// The event's type name (`user`, `action`, ...).
+    pub type_name: &'static str,
+    /// The event's timestamp.
+    pub timestamp: f64,
+    /// `parse_data.intent.name` of a user event.
+    pub intent_name: Option<String>,
+    /// The event's `name` field (action, slot, form...), as Rasa's `data.get("name")`.
+    pub action_name: Option<String>,
+    /// The event's JSON.
+    pub data: String,
+}
+
+impl EventRow {
+    /// The row of an event.
+    pub fn from_event(e: &Event) -> Result<EventRow, StoreError> {
+        Ok(EventRow {
+            type_name: e.type_name(),
+            timestamp: e.timestamp,
+            intent_name: e.intent_name().map(str::to_owned),
+            action_name: e.name_field().map(str::to_owned),
+            data: serde_json::to_string(e).map_err(|err| StoreError::Corrupt(err.to_string()))?,
+        })
+    }
+}
+
+/// Reads one stored event's JSON (`data` column, or an element of a serialised
+/// tracker); `None` for event types palaver drops on reading (Rasa's legacy `topic`).
+pub(crate) fn decode_event(sender_id: &str, data: &str) -> Result<Option<Event>, StoreError> {
+    let value: serde_json::Value = serde_json::from_str(data)
+        .map_err(|e| StoreError::Corrupt(format!("event of '{sender_id}': {e}")))?;
+    decode_event_value(sender_id, &value)
+}
+
+/// [`decode_event`] for JSON already parsed.
+pub(crate) fn decode_event_value(
+    sender_id: &str,
+    value: &serde_json::Value,
+) -> Result<Option<Event>, StoreError> {
+    Event::from_json(value).map_err(|e| StoreError::Corrupt(format!("event of '{sender_id}': {e}")))
 }
 
 /// An append-only log of conversation events.

@@ -24,7 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 
 #[cfg(doc)]
 use super::PAUSE_STATE_EVENTS;
-use super::{ConversationPage, ConversationQuery, ConversationSummary, StoreError, TrackerStore};
+use super::{
+    decode_event, ConversationPage, ConversationQuery, ConversationSummary, EventRow, StoreError,
+    TrackerStore,
+};
 use crate::events::Event;
 
 /// Schema migrations, applied in order and recorded in `palaver_migrations`.
@@ -48,27 +51,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 
 /// Most requests committed together in one transaction.
 const MAX_BATCH: usize = 512;
-
-/// One event as a row of Rasa's `events` table.
-struct EventRow {
-    type_name: &'static str,
-    timestamp: f64,
-    intent_name: Option<String>,
-    action_name: Option<String>,
-    data: String,
-}
-
-impl EventRow {
-    fn from_event(e: &Event) -> Result<EventRow, StoreError> {
-        Ok(EventRow {
-            type_name: e.type_name(),
-            timestamp: e.timestamp,
-            intent_name: e.intent_name().map(str::to_owned),
-            action_name: e.name_field().map(str::to_owned),
-            data: serde_json::to_string(e).map_err(|err| StoreError::Corrupt(err.to_string()))?,
-        })
-    }
-}
 
 enum WriteKind {
     Append,
@@ -286,15 +268,7 @@ impl TrackerStore for SqliteTrackerStore {
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             let data: String = row.try_get("data").map_err(unavailable)?;
-            let value: serde_json::Value = serde_json::from_str(&data)
-                .map_err(|e| StoreError::Corrupt(format!("event of '{sender_id}': {e}")))?;
-            match Event::from_json(&value) {
-                Ok(Some(e)) => events.push(e),
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(StoreError::Corrupt(format!("event of '{sender_id}': {e}")));
-                }
-            }
+            events.extend(decode_event(sender_id, &data)?);
         }
         Ok(Some(events))
     }
