@@ -37,6 +37,11 @@ mod args {
         Sqlite,
         /// `tracker_store: {type: in_memory}` in endpoints.yml.
         Memory,
+        /// PostgreSQL tracker store (a fresh database) with the Redis lock store: the
+        /// production setup for several replicas.
+        Postgres,
+        /// Redis tracker store with the Redis lock store.
+        Redis,
     }
 
     impl Store {
@@ -45,7 +50,14 @@ mod args {
             match self {
                 Store::Sqlite => "sqlite",
                 Store::Memory => "memory",
+                Store::Postgres => "postgres",
+                Store::Redis => "redis",
             }
+        }
+
+        /// Whether several servers can share the store (`--replicas`).
+        pub fn shared(self) -> bool {
+            matches!(self, Store::Postgres | Store::Redis)
         }
     }
 
@@ -89,6 +101,24 @@ mod args {
         /// Seconds over which those fall due.
         #[arg(long, default_value_t = 10.0)]
         pub reminders_window: f64,
+        /// Numbers of palaver processes sharing the store (postgres and redis only),
+        /// comma separated; requests go to them in turn.
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        pub replicas: Vec<usize>,
+        /// PostgreSQL server for `--store postgres` (a fresh database is made per run).
+        #[arg(
+            long,
+            env = "PALAVER_TEST_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/test"
+        )]
+        pub postgres_url: String,
+        /// Redis server for the Redis lock store and `--store redis`.
+        #[arg(
+            long,
+            env = "PALAVER_TEST_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379"
+        )]
+        pub redis_url: String,
     }
 
     impl Args {
@@ -103,6 +133,9 @@ mod args {
             }
             if args.scenarios.is_empty() {
                 args.scenarios = Scenario::ALL.to_vec();
+            }
+            if args.replicas.is_empty() || args.replicas.contains(&0) {
+                anyhow::bail!("--replicas needs positive numbers, e.g. 1,3");
             }
             Ok(args)
         }
@@ -205,6 +238,11 @@ rules:
         /// the in-memory store an `endpoints.yml` next to it (SQLite needs none: the
         /// server's default is `palaver.db` in its working directory).
         pub fn create(store: Store, action_url: &str) -> Result<WorkDir> {
+            WorkDir::with_endpoints(store, action_url, "")
+        }
+
+        /// [`WorkDir::create`] with more endpoints.yml sections (the shared stores).
+        pub fn with_endpoints(store: Store, action_url: &str, extra: &str) -> Result<WorkDir> {
             let path = std::env::temp_dir().join(format!("palaver-bench-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
@@ -221,6 +259,7 @@ rules:
             if store == Store::Memory {
                 endpoints.push_str(ENDPOINTS_IN_MEMORY);
             }
+            endpoints.push_str(extra);
             write(&dir.path.join("endpoints.yml"), &endpoints)?;
             Ok(dir)
         }
@@ -776,7 +815,7 @@ mod report {
 
     /// One row of the table.
     pub struct Row {
-        /// `sqlite` or `memory`.
+        /// `sqlite`, `memory`, `postgres`, `redis`; `postgresx3` for 3 replicas.
         pub store: &'static str,
         /// Which requests were made.
         pub scenario: Scenario,
@@ -1002,29 +1041,121 @@ mod report {
     }
 }
 
+/// The servers behind the shared stores: a fresh PostgreSQL database, a Redis key
+/// prefix of the run's own.
+mod shared {
+    use anyhow::{Context, Result};
+    use sqlx::Connection;
+
+    use crate::args::{Args, Store};
+
+    /// The endpoints.yml sections of a run, and what to remove afterwards.
+    pub struct SharedStores {
+        /// Sections to add to endpoints.yml (empty for the embedded stores).
+        pub endpoints: String,
+        postgres: Option<(String, String)>,
+    }
+
+    impl SharedStores {
+        /// Creates what `store` needs.
+        pub async fn create(store: Store, args: &Args) -> Result<SharedStores> {
+            if !store.shared() {
+                return Ok(SharedStores {
+                    endpoints: String::new(),
+                    postgres: None,
+                });
+            }
+            let redis = reqwest::Url::parse(&args.redis_url).context("--redis-url")?;
+            let run = uuid::Uuid::new_v4().simple().to_string();
+            let lock = format!(
+                "lock_store:\n  type: redis\n  url: {}\n  port: {}\n  db: 1\n  key_prefix: b{run}\n",
+                redis.host_str().unwrap_or("127.0.0.1"),
+                redis.port().unwrap_or(6379)
+            );
+            if store == Store::Redis {
+                return Ok(SharedStores {
+                    endpoints: format!(
+                        "{lock}tracker_store:\n  type: redis\n  url: {}\n  port: {}\n  db: 0\n  \
+                         key_prefix: b{run}\n  record_exp: 3600\n",
+                        redis.host_str().unwrap_or("127.0.0.1"),
+                        redis.port().unwrap_or(6379)
+                    ),
+                    postgres: None,
+                });
+            }
+            let db = format!("palaver_bench_{run}");
+            let mut conn = sqlx::PgConnection::connect(&args.postgres_url)
+                .await
+                .with_context(|| format!("connecting to {}", args.postgres_url))?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                .execute(&mut conn)
+                .await
+                .context("creating the benchmark database")?;
+            let mut url = reqwest::Url::parse(&args.postgres_url).context("--postgres-url")?;
+            url.set_path(&format!("/{db}"));
+            Ok(SharedStores {
+                endpoints: format!(
+                    "{lock}tracker_store:\n  type: SQL\n  dialect: postgresql\n  url: {url}\n"
+                ),
+                postgres: Some((args.postgres_url.clone(), db)),
+            })
+        }
+
+        /// Drops the benchmark database.
+        pub async fn remove(self) {
+            if let Some((server, db)) = self.postgres {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            }
+        }
+    }
+}
+
 /// Warm-up before each measured run.
 const WARMUP: Duration = Duration::from_secs(1);
 
-/// Runs every scenario × concurrency against one freshly started server.
+/// Runs every scenario × concurrency against freshly started servers: `replicas` of
+/// them sharing the store, requests going to each in turn.
 async fn bench_store(
     bin: &Path,
     args: &Args,
     store: Store,
+    replicas: usize,
     action_url: &str,
     rows: &mut Vec<Row>,
     notes: &mut Vec<String>,
 ) -> Result<()> {
     let max_conc = args.concurrency.iter().copied().max().unwrap_or(1);
     let client = load::client(max_conc)?;
-    // Declared before the server so that it is removed after the server is killed.
-    let dir = workdir::WorkDir::create(store, action_url)?;
-    let server = server::Server::start(bin, &dir, store, &client).await?;
-    eprintln!(
-        "[{}] server up at {} (working dir {})",
-        store.name(),
-        server.base,
-        dir.path().display()
-    );
+    if replicas > 1 && !store.shared() {
+        bail!("--replicas above 1 needs a shared store (postgres or redis)");
+    }
+    let label: &'static str = if replicas == 1 {
+        store.name()
+    } else {
+        Box::leak(format!("{}x{replicas}", store.name()).into_boxed_str())
+    };
+    // Declared before the servers so that they are removed after the servers are killed.
+    let shared = shared::SharedStores::create(store, args).await?;
+    let mut dirs = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..replicas {
+        let dir = workdir::WorkDir::with_endpoints(store, action_url, &shared.endpoints)?;
+        let server = server::Server::start(bin, &dir, store, &client).await?;
+        eprintln!(
+            "[{label}] server up at {} (working dir {})",
+            server.base,
+            dir.path().display()
+        );
+        dirs.push(dir);
+        servers.push(server);
+    }
+    let server = &servers[0];
     let mut prefilled = HashSet::new();
     for &scenario in &args.scenarios {
         for &conc in &args.concurrency {
@@ -1041,8 +1172,18 @@ async fn bench_store(
                     t.elapsed().as_secs_f64()
                 );
             }
+            // Request k of client c goes to replica (c + k) mod replicas.
             let urls = (0..conc)
-                .map(|c| scenario.urls(&server.base, &run, c))
+                .map(|c| {
+                    scenario
+                        .urls(&server.base, &run, c)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, u)| {
+                            u.replacen(&server.base, &servers[(c + k) % replicas].base, 1)
+                        })
+                        .collect()
+                })
                 .collect();
             let outcome = load::run(
                 &client,
@@ -1053,14 +1194,10 @@ async fn bench_store(
                 Duration::from_secs(args.seconds),
             )
             .await?;
-            let row = Row::new(store.name(), scenario, conc, &outcome);
+            let row = Row::new(label, scenario, conc, &outcome);
             eprintln!(
-                "[{}] {run}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
-                store.name(),
-                row.rps,
-                row.p50_ms,
-                row.p99_ms,
-                row.errors
+                "[{label}] {run}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+                row.rps, row.p50_ms, row.p99_ms, row.errors
             );
             rows.push(row);
         }
@@ -1086,8 +1223,9 @@ async fn bench_store(
         ));
         notes.extend(lines.iter().take(5).map(|l| format!("  {l}")));
     }
-    drop(server);
-    drop(dir);
+    drop(servers);
+    drop(dirs);
+    shared.remove().await;
     Ok(())
 }
 
@@ -1127,9 +1265,22 @@ async fn run(args: Args) -> Result<()> {
         .map(|a| a.url.clone())
         .unwrap_or_else(|| "http://127.0.0.1:9/webhook".into());
     for &store in &args.store {
-        bench_store(&bin, &args, store, &action_url, &mut rows, &mut notes)
+        for &replicas in &args.replicas {
+            if replicas > 1 && !store.shared() {
+                continue;
+            }
+            bench_store(
+                &bin,
+                &args,
+                store,
+                replicas,
+                &action_url,
+                &mut rows,
+                &mut notes,
+            )
             .await
             .with_context(|| format!("benchmarking the {} store", store.name()))?;
+        }
     }
     drop(actions);
     let _ = std::fs::remove_dir_all(&action_dir);
