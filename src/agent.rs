@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::actions::remote::{ActionEndpoint, RemoteActionExecutor};
 use crate::domain::{Domain, DomainError};
 use crate::events::Event;
+use crate::nlu::{NluModel, RemoteNlu};
 use crate::policies::PolicyEnsemble;
 use crate::slots::Slot;
 use crate::yaml::{self, YamlError};
@@ -58,6 +59,10 @@ pub struct Agent {
     pub assistant_id: Option<String>,
     /// The dialogue policies, trained from the project's stories and rules.
     pub policies: PolicyEnsemble,
+    /// The NLU pipeline, trained from the project's NLU data (`None`: shortcuts only).
+    pub nlu: Option<NluModel>,
+    /// endpoints.yml `nlu:`: a remote NLU server that parses instead of `nlu`.
+    pub remote_nlu: Option<RemoteNlu>,
     /// Runs custom actions on the action server.
     pub executor: RemoteActionExecutor,
     /// `GET /domain` JSON, also sent to the action server.
@@ -109,6 +114,12 @@ impl Agent {
             .map_err(|e| ProjectError::Invalid(e.to_string()))?;
         let policies = PolicyEnsemble::train(&config, &domain, &data)
             .map_err(|e| ProjectError::Invalid(e.to_string()))?;
+        let remote_nlu = RemoteNlu::from_endpoints(endpoints);
+        // With a remote NLU server, nothing is trained locally (as in Rasa).
+        let nlu = match remote_nlu {
+            Some(_) => None,
+            None => NluModel::load_or_train(&config, &data.nlu, dir),
+        };
         let endpoint = ActionEndpoint::from_endpoints(endpoints).map_err(ProjectError::Invalid)?;
         let model_id = fingerprint(&[&domain_path, &config_path, &data_dir]);
         let name = dir
@@ -130,6 +141,8 @@ impl Agent {
             model_file: format!("{name}.tar.gz"),
             assistant_id,
             policies,
+            nlu,
+            remote_nlu,
             executor: RemoteActionExecutor::new(endpoint),
             max_predictions: max_number_of_predictions(),
         })

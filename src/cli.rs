@@ -491,6 +491,75 @@ pub fn validate(
     Ok(errors == 0)
 }
 
+/// `palaver test nlu`: trains the project's NLU pipeline and prints the evaluation
+/// on `--nlu` (table on stdout, JSON with `--json`).
+pub fn test_nlu(args: &crate::config::TestNluArgs) -> anyhow::Result<()> {
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| args.project.join("config.yml"));
+    let config = if config_path.exists() {
+        crate::yaml::read_file(&config_path)?
+    } else {
+        serde_json::Value::Null
+    };
+    let data_path = args
+        .data
+        .clone()
+        .unwrap_or_else(|| args.project.join("data"));
+    let train = read_nlu_data(&data_path)?;
+    let test = read_nlu_data(&args.nlu)?;
+    if test.examples.is_empty() {
+        return Err(ConfigError(format!(
+            "{}: no NLU examples to test on",
+            args.nlu.display()
+        ))
+        .into());
+    }
+    let model = crate::nlu::NluModel::train(&config, &train).ok_or_else(|| {
+        ConfigError(format!(
+            "nothing to evaluate: the pipeline of {} is empty or {} has no NLU examples",
+            config_path.display(),
+            data_path.display()
+        ))
+    })?;
+    let report = crate::nlu::evaluate::evaluate(&model, &test, args.out_of_scope.as_deref());
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+        println!("\nreport written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// NLU data of a YAML file, or of every YAML file under a folder (test files included).
+fn read_nlu_data(path: &std::path::Path) -> anyhow::Result<crate::training_data::NluData> {
+    let mut files = Vec::new();
+    if path.is_dir() {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir)?.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if matches!(p.extension().and_then(|x| x.to_str()), Some("yml" | "yaml")) {
+                    files.push(p);
+                }
+            }
+        }
+        files.sort();
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let mut data = crate::training_data::TrainingData::default();
+    for f in files {
+        let text = std::fs::read_to_string(&f)
+            .map_err(|e| ConfigError(format!("{}: {e}", f.display())))?;
+        data.add_file(&f.display().to_string(), &text)?;
+    }
+    Ok(data.nlu)
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -34,6 +34,41 @@ pub enum Command {
     /// Ask a running server whether it is alive (exit 0) or not (exit 1); for container
     /// health checks where no curl is installed.
     Health(HealthArgs),
+    /// Evaluate a bot on test data (like `rasa test`).
+    #[command(subcommand)]
+    Test(TestCommand),
+}
+
+/// `palaver test` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TestCommand {
+    /// Train the NLU pipeline and evaluate it on held-out examples (like `rasa test
+    /// nlu`): accuracy, per-intent precision/recall/F1, entity F1, confusions.
+    Nlu(TestNluArgs),
+}
+
+/// Flags of `palaver test nlu`.
+#[derive(Debug, Clone, Args)]
+pub struct TestNluArgs {
+    /// The Rasa project folder.
+    #[arg(default_value = ".")]
+    pub project: PathBuf,
+    /// NLU test data: a YAML file or a folder of them.
+    #[arg(long)]
+    pub nlu: PathBuf,
+    /// Training data file or folder (default: data/ in the project).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Config file (default: config.yml in the project).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Intent that marks out-of-scope examples: also report in-scope accuracy and
+    /// out-of-scope recall (predicting it or `nlu_fallback` counts as out of scope).
+    #[arg(long)]
+    pub out_of_scope: Option<String>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// Flags of `palaver init`.

@@ -1,7 +1,7 @@
 //! The `palaver` command.
 
 use clap::Parser;
-use palaver::config::{Cli, Command, DataCommand, HealthArgs, InitArgs};
+use palaver::config::{Cli, Command, DataCommand, HealthArgs, InitArgs, TestCommand};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -53,6 +53,13 @@ async fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         },
+        Command::Test(TestCommand::Nlu(args)) => {
+            palaver::cli::init_logging(palaver::config::LogFormat::Text, "info");
+            if let Err(e) = palaver::cli::test_nlu(&args) {
+                eprintln!("error: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
         Command::Health(HealthArgs { url }) => {
             if !palaver::cli::health_check(url).await {
                 return std::process::ExitCode::FAILURE;

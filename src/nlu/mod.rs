@@ -2,7 +2,33 @@
 //!
 //! Texts of the form `/intent`, `/intent@0.8` or `/intent{"entity": "value"}` set the
 //! intent directly (Rasa's `RegexMessageHandler`) when the intent is in the domain.
-//! Other texts go to the NLU pipeline; until one is configured they get no intent.
+//! Other texts go to the NLU pipeline trained at start-up from the project's NLU data
+//! ([`NluModel`]); without one (`pipeline: []` or no examples) they get no intent.
+//!
+//! The pipeline, in the order a text goes through it:
+//! * [`tokenizer`]: Rasa's `WhitespaceTokenizer`;
+//! * [`features`]: word and character n-grams, regex and lookup-table features;
+//! * [`intent`]: a linear classifier with calibrated confidences;
+//! * [`fallback`]: `FallbackClassifier` (`nlu_fallback`);
+//! * [`tagger`], [`regex_entities`]: entity extraction; [`synonyms`]: synonym mapping;
+//! * [`pipeline`] maps config.yml to these; [`model`] trains and runs them.
+
+pub mod cache;
+pub mod evaluate;
+pub mod fallback;
+pub mod features;
+pub mod intent;
+pub mod model;
+pub mod pipeline;
+pub mod regex_entities;
+pub mod remote;
+mod rng;
+pub mod synonyms;
+pub mod tagger;
+pub mod tokenizer;
+
+pub use model::NluModel;
+pub use remote::RemoteNlu;
 
 use std::sync::LazyLock;
 
@@ -70,10 +96,14 @@ pub fn parse_shortcut(text: &str, domain: &Domain) -> Option<JsonMap> {
     Some(p)
 }
 
-/// Parse data of a message: the shortcut when it is one, else no intent.
-pub fn parse(text: Option<&str>, domain: &Domain) -> JsonMap {
+/// Parse data of a message: the shortcut when it is one, else the trained model's
+/// parse, else no intent.
+pub fn parse(text: Option<&str>, domain: &Domain, model: Option<&NluModel>) -> JsonMap {
     if let Some(p) = text.and_then(|t| parse_shortcut(t, domain)) {
         return p;
+    }
+    if let (Some(t), Some(m)) = (text, model) {
+        return m.parse(t);
     }
     let mut p = JsonMap::new();
     p.insert("intent".into(), json!({"name": null, "confidence": 0.0}));
@@ -106,7 +136,7 @@ mod tests {
         assert!(parse_shortcut("/unknown", &domain()).is_none());
         assert!(parse_shortcut("hello", &domain()).is_none());
         assert_eq!(
-            parse(Some("hello"), &domain())["intent"]["name"],
+            parse(Some("hello"), &domain(), None)["intent"]["name"],
             Value::Null
         );
     }

@@ -76,7 +76,7 @@ impl Prediction {
 pub fn parse_message(agent: &Agent, msg: &UserMessage, message_id: &str) -> JsonMap {
     let mut p = match &msg.parse_data {
         Some(p) => p.clone(),
-        None => nlu::parse(msg.text.as_deref(), &agent.domain),
+        None => nlu::parse(msg.text.as_deref(), &agent.domain, agent.nlu.as_ref()),
     };
     p.entry("text").or_insert_with(|| json!(msg.text));
     p.insert("message_id".into(), json!(message_id));
@@ -85,6 +85,24 @@ pub fn parse_message(agent: &Agent, msg: &UserMessage, message_id: &str) -> Json
         Value::Object(msg.metadata.clone().unwrap_or_default()),
     );
     p
+}
+
+/// [`parse_message`], or the remote NLU server's parse when endpoints.yml names one
+/// (then every text goes there, shortcuts included, as in Rasa).
+pub async fn parse_message_remote(agent: &Agent, msg: &UserMessage, message_id: &str) -> JsonMap {
+    match (&agent.remote_nlu, &msg.parse_data) {
+        (Some(remote), None) => {
+            let mut p = remote.parse(msg.text.as_deref(), &msg.sender_id).await;
+            p.entry("text").or_insert_with(|| json!(msg.text));
+            p.insert("message_id".into(), json!(message_id));
+            p.insert(
+                "metadata".into(),
+                Value::Object(msg.metadata.clone().unwrap_or_default()),
+            );
+            p
+        }
+        _ => parse_message(agent, msg, message_id),
+    }
 }
 
 /// Whether the latest session has expired (Rasa: minutes since the last applied user
@@ -147,7 +165,7 @@ pub async fn handle_message(
         .message_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let parse_data = parse_message(&agent, &msg, &message_id);
+    let parse_data = parse_message_remote(&agent, &msg, &message_id).await;
     let user = Event {
         timestamp: crate::events::now(),
         metadata: msg.metadata.clone().unwrap_or_default(),

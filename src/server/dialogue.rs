@@ -11,7 +11,7 @@ use crate::channels::callback::CallbackOutputChannel;
 use crate::channels::{CollectingOutputChannel, OutputChannel};
 use crate::events::{Event, EventKind, JsonMap, UserUttered};
 use crate::processor::messages::{
-    log_user_event, log_user_event_unanswered, parse_message, predict_and_run, predict_next,
+    log_user_event, log_user_event_unanswered, parse_message_remote, predict_and_run, predict_next,
     run_action, update_session, Prediction, UserMessage,
 };
 use crate::processor::ConversationTxn;
@@ -147,7 +147,7 @@ pub async fn add_message(
     let mut txn = state.conversations.open(id, agent.clone()).await?;
     update_session(&mut txn, None, &out).await;
     let message_id = uuid::Uuid::new_v4().simple().to_string();
-    let parse_data = parse_message(&agent, &msg, &message_id);
+    let parse_data = parse_message_remote(&agent, &msg, &message_id).await;
     let user = Event::new(EventKind::User(UserUttered::new(
         msg.text.clone(),
         Some(&parse_data),

@@ -16,7 +16,7 @@ use super::emulation::Emulation;
 use super::{json_bytes, read_json, ApiError, QueryParams, SharedState};
 use crate::agent::Agent;
 use crate::events;
-use crate::processor::messages::{parse_message, UserMessage};
+use crate::processor::messages::{parse_message_remote, UserMessage};
 use crate::tracker::DialogueStateTracker;
 
 fn parsing_error(detail: impl std::fmt::Display) -> ApiError {
@@ -78,7 +78,7 @@ pub async fn parse(
         text: Some(text.clone()),
         ..UserMessage::default()
     };
-    let mut parsed = parse_message(&agent, &msg, "");
+    let mut parsed = parse_message_remote(&agent, &msg, "").await;
     parsed.remove("message_id");
     parsed.remove("metadata");
     parsed.insert("text".into(), json!(text));
