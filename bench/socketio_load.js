@@ -149,6 +149,8 @@ async function main() {
   process.on("exit", server.stop);
   process.on("SIGINT", () => process.exit(130));
   const cpu0 = cpuSeconds(server.pid);
+  const clientCpu0 = process.cpuUsage();
+  const load0 = os.loadavg()[0];
   const memory = { idle_mib: rssMib(server.pid) };
   console.error(`palaver up at ${server.url} (pid ${server.pid}, ${memory.idle_mib.toFixed(1)} MiB); ulimit -n ${nofile}`);
 
@@ -238,6 +240,7 @@ async function main() {
   totals.unanswered = sockets.filter((u) => u.pending !== null).length;
   memory.peak_mib = Math.max(peak, rssMib(server.pid) || 0);
   const cpu1 = cpuSeconds(server.pid);
+  const clientCpu = process.cpuUsage(clientCpu0);
   for (const u of sockets) u.s.disconnect();
   await new Promise((r) => setTimeout(r, 2000));
   memory.after_disconnect_mib = rssMib(server.pid);
@@ -266,6 +269,9 @@ async function main() {
     },
     palaver_rss_mib: Object.fromEntries(Object.entries(memory).map(([k, v]) => [k, v === null ? null : Math.round(v)])),
     palaver_cpu_s: cpu0 !== null && cpu1 !== null ? Math.round((cpu1 - cpu0) * 10) / 10 : null,
+    client_cpu_s: Math.round((clientCpu.user + clientCpu.system) / 1e5) / 10,
+    wall_s: Math.round((Date.now() - t0) / 1000),
+    load_average_1m: { start: Math.round(load0 * 10) / 10, end: Math.round(os.loadavg()[0] * 10) / 10 },
   };
   console.log(JSON.stringify(result, null, 2));
   if (a.json) fs.writeFileSync(a.json, JSON.stringify(result, null, 2) + "\n");

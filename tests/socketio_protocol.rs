@@ -577,3 +577,50 @@ async fn messages_made_outside_a_socket_request_are_pushed() {
     .await;
     c.stop().await;
 }
+
+/// `now + secs` as an ISO date-time, as a `reminder` event's `date_time`.
+fn in_secs(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .format("%Y-%m-%dT%H:%M:%S%.6f%:z")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_reminder_reaches_the_sockets_of_its_conversation_when_it_fires() {
+    let s = server("  session_persistence: true\n").await;
+    let Some(mut c) = clients(&s).await else {
+        return;
+    };
+    c.connected("a", json!({})).await;
+    c.session("a", json!("remind-me")).await;
+    c.emit_acked(
+        "a",
+        "user_uttered",
+        json!([{"message": "/greet", "session_id": "remind-me"}]),
+    )
+    .await;
+    c.bot("a", "bot_uttered").await;
+    // Scheduled through the API as a side effect, for the user's latest channel.
+    let body = post_with_side_effects(
+        &s,
+        "remind-me",
+        json!({"event": "reminder", "intent": "greet", "name": "nudge",
+               "date_time": in_secs(2), "kill_on_user_msg": false}),
+        "latest",
+    )
+    .await;
+    assert_eq!(
+        body["events"].as_array().unwrap().last().unwrap()["event"],
+        "reminder"
+    );
+    // The widget reloads meanwhile: a new socket of the same session gets the push.
+    c.disconnect("a").await;
+    c.next("a", "disconnect").await;
+    c.connected("b", json!({})).await;
+    c.session("b", json!("remind-me")).await;
+    assert_eq!(
+        c.bot("b", "bot_uttered").await,
+        vec![json!({"text": "Hello!"})]
+    );
+    c.stop().await;
+}
