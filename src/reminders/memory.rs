@@ -316,6 +316,26 @@ pub(crate) mod tests {
         );
         assert!(store.list("c").await.unwrap().is_empty());
         assert_eq!(store.list("d").await.unwrap().len(), 1);
+
+        // Side effects in order: scheduled, then one cancelled again.
+        use super::super::ReminderOp;
+        store
+            .apply(&[
+                ReminderOp::Schedule(reminder("e", "x", 1.0)),
+                ReminderOp::Schedule(reminder("e", "y", 1.0)),
+                ReminderOp::Cancel {
+                    sender_id: "e".into(),
+                    filter: CancelFilter::new(Some("y"), None, &Value::Null),
+                },
+            ])
+            .await
+            .unwrap();
+        let e = store.list("e").await.unwrap();
+        assert_eq!(
+            e.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            vec!["x"]
+        );
+        store.cancel("e", &CancelFilter::default()).await.unwrap();
     }
 
     #[tokio::test]

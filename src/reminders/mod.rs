@@ -219,6 +219,19 @@ pub trait ReminderStore: Send + Sync {
 
     /// The reminders of a conversation (for tests and the API), earliest first.
     async fn list(&self, sender_id: &str) -> Result<Vec<ScheduledReminder>, StoreError>;
+
+    /// Applies side effects in order; stores that can do so apply them all or none.
+    async fn apply(&self, ops: &[ReminderOp]) -> Result<(), StoreError> {
+        for op in ops {
+            match op {
+                ReminderOp::Schedule(r) => self.schedule(r).await?,
+                ReminderOp::Cancel { sender_id, filter } => {
+                    self.cancel(sender_id, filter).await?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The reminder store of a server and a bell that wakes its scheduler when a
@@ -250,21 +263,18 @@ impl Reminders {
 
     /// Applies collected side effects in order and wakes the scheduler.
     pub async fn apply(&self, ops: &[ReminderOp]) -> Result<(), StoreError> {
-        let mut scheduled = false;
+        self.store.apply(ops).await?;
         for op in ops {
             match op {
                 ReminderOp::Schedule(r) => {
-                    self.store.schedule(r).await?;
-                    tracing::debug!(sender = %r.sender_id, name = %r.name, due_at = r.due_at, "reminder scheduled");
-                    scheduled = true;
+                    tracing::debug!(sender = %r.sender_id, name = %r.name, due_at = r.due_at, "reminder scheduled")
                 }
                 ReminderOp::Cancel { sender_id, filter } => {
-                    let n = self.store.cancel(sender_id, filter).await?;
-                    tracing::debug!(sender = %sender_id, cancelled = n, "reminders cancelled");
+                    tracing::debug!(sender = %sender_id, ?filter, "reminders cancelled")
                 }
             }
         }
-        if scheduled {
+        if ops.iter().any(|op| matches!(op, ReminderOp::Schedule(_))) {
             self.wake.notify_one();
         }
         Ok(())

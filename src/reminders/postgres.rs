@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 
-use super::{CancelFilter, ReminderStore, ScheduledReminder};
+use super::{CancelFilter, ReminderOp, ReminderStore, ScheduledReminder};
 use crate::stores::StoreError;
 
 /// Longest a reminder store call may take (a hung server must not hang the scheduler
@@ -85,51 +85,68 @@ fn from_row(row: &PgRow) -> Result<ScheduledReminder, StoreError> {
     })
 }
 
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+fn schedule_query(r: &ScheduledReminder) -> PgQuery<'_> {
+    sqlx::query(
+        "INSERT INTO palaver_reminders (id, sender_id, name, intent, entities, due_at, \
+         kill_on_user_msg, output_channel, legacy_action, scheduled_at, claimed_by, claimed_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL) \
+         ON CONFLICT (sender_id, name) DO UPDATE SET id = excluded.id, intent = excluded.intent, \
+         entities = excluded.entities, due_at = excluded.due_at, \
+         kill_on_user_msg = excluded.kill_on_user_msg, output_channel = excluded.output_channel, \
+         legacy_action = excluded.legacy_action, scheduled_at = excluded.scheduled_at, \
+         claimed_by = NULL, claimed_until = NULL",
+    )
+    .bind(&r.id)
+    .bind(&r.sender_id)
+    .bind(&r.name)
+    .bind(&r.intent)
+    .bind(r.entities_key())
+    .bind(r.due_at)
+    .bind(r.kill_on_user_msg)
+    .bind(&r.output_channel)
+    .bind(&r.legacy_action)
+    .bind(crate::events::now())
+}
+
+fn cancel_query<'q>(sender_id: &'q str, filter: &'q CancelFilter) -> PgQuery<'q> {
+    sqlx::query(
+        "DELETE FROM palaver_reminders WHERE sender_id = $1 \
+         AND ($2::TEXT IS NULL OR name = $2) AND ($3::TEXT IS NULL OR intent = $3) \
+         AND ($4::TEXT IS NULL OR entities = $4)",
+    )
+    .bind(sender_id)
+    .bind(&filter.name)
+    .bind(&filter.intent)
+    .bind(&filter.entities)
+}
+
 #[async_trait]
 impl ReminderStore for PostgresReminderStore {
     async fn schedule(&self, r: &ScheduledReminder) -> Result<(), StoreError> {
-        timed(
-            sqlx::query(
-                "INSERT INTO palaver_reminders (id, sender_id, name, intent, entities, due_at, \
-                 kill_on_user_msg, output_channel, legacy_action, scheduled_at, claimed_by, claimed_until) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL) \
-                 ON CONFLICT (sender_id, name) DO UPDATE SET id = excluded.id, intent = excluded.intent, \
-                 entities = excluded.entities, due_at = excluded.due_at, \
-                 kill_on_user_msg = excluded.kill_on_user_msg, output_channel = excluded.output_channel, \
-                 legacy_action = excluded.legacy_action, scheduled_at = excluded.scheduled_at, \
-                 claimed_by = NULL, claimed_until = NULL",
-            )
-            .bind(&r.id)
-            .bind(&r.sender_id)
-            .bind(&r.name)
-            .bind(&r.intent)
-            .bind(r.entities_key())
-            .bind(r.due_at)
-            .bind(r.kill_on_user_msg)
-            .bind(&r.output_channel)
-            .bind(&r.legacy_action)
-            .bind(crate::events::now())
-            .execute(&self.pool),
-        )
-        .await?;
+        timed(schedule_query(r).execute(&self.pool)).await?;
         Ok(())
     }
 
     async fn cancel(&self, sender_id: &str, filter: &CancelFilter) -> Result<u64, StoreError> {
-        let done = timed(
-            sqlx::query(
-                "DELETE FROM palaver_reminders WHERE sender_id = $1 \
-                 AND ($2::TEXT IS NULL OR name = $2) AND ($3::TEXT IS NULL OR intent = $3) \
-                 AND ($4::TEXT IS NULL OR entities = $4)",
-            )
-            .bind(sender_id)
-            .bind(&filter.name)
-            .bind(&filter.intent)
-            .bind(&filter.entities)
-            .execute(&self.pool),
-        )
-        .await?;
+        let done = timed(cancel_query(sender_id, filter).execute(&self.pool)).await?;
         Ok(done.rows_affected())
+    }
+
+    async fn apply(&self, ops: &[ReminderOp]) -> Result<(), StoreError> {
+        let mut tx = timed(self.pool.begin()).await?;
+        for op in ops {
+            match op {
+                ReminderOp::Schedule(r) => {
+                    timed(schedule_query(r).execute(&mut *tx)).await?;
+                }
+                ReminderOp::Cancel { sender_id, filter } => {
+                    timed(cancel_query(sender_id, filter).execute(&mut *tx)).await?;
+                }
+            }
+        }
+        timed(tx.commit()).await
     }
 
     async fn claim_due(

@@ -14,7 +14,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row};
 
-use super::{CancelFilter, ReminderStore, ScheduledReminder};
+use super::{CancelFilter, ReminderOp, ReminderStore, ScheduledReminder};
 use crate::stores::StoreError;
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -70,52 +70,77 @@ fn from_row(row: &SqliteRow) -> Result<ScheduledReminder, StoreError> {
     })
 }
 
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+fn schedule_query(r: &ScheduledReminder) -> SqliteQuery<'_> {
+    sqlx::query(
+        "INSERT INTO palaver_reminders (id, sender_id, name, intent, entities, due_at, \
+         kill_on_user_msg, output_channel, legacy_action, scheduled_at, claimed_by, claimed_until) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) \
+         ON CONFLICT (sender_id, name) DO UPDATE SET id = excluded.id, intent = excluded.intent, \
+         entities = excluded.entities, due_at = excluded.due_at, \
+         kill_on_user_msg = excluded.kill_on_user_msg, output_channel = excluded.output_channel, \
+         legacy_action = excluded.legacy_action, scheduled_at = excluded.scheduled_at, \
+         claimed_by = NULL, claimed_until = NULL",
+    )
+    .bind(&r.id)
+    .bind(&r.sender_id)
+    .bind(&r.name)
+    .bind(&r.intent)
+    .bind(r.entities_key())
+    .bind(r.due_at)
+    .bind(r.kill_on_user_msg)
+    .bind(&r.output_channel)
+    .bind(&r.legacy_action)
+    .bind(crate::events::now())
+}
+
+fn cancel_query<'q>(sender_id: &'q str, filter: &'q CancelFilter) -> SqliteQuery<'q> {
+    sqlx::query(
+        "DELETE FROM palaver_reminders WHERE sender_id = ? \
+         AND (? IS NULL OR name = ?) AND (? IS NULL OR intent = ?) \
+         AND (? IS NULL OR entities = ?)",
+    )
+    .bind(sender_id)
+    .bind(&filter.name)
+    .bind(&filter.name)
+    .bind(&filter.intent)
+    .bind(&filter.intent)
+    .bind(&filter.entities)
+    .bind(&filter.entities)
+}
+
 #[async_trait]
 impl ReminderStore for SqliteReminderStore {
     async fn schedule(&self, r: &ScheduledReminder) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO palaver_reminders (id, sender_id, name, intent, entities, due_at, \
-             kill_on_user_msg, output_channel, legacy_action, scheduled_at, claimed_by, claimed_until) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) \
-             ON CONFLICT (sender_id, name) DO UPDATE SET id = excluded.id, intent = excluded.intent, \
-             entities = excluded.entities, due_at = excluded.due_at, \
-             kill_on_user_msg = excluded.kill_on_user_msg, output_channel = excluded.output_channel, \
-             legacy_action = excluded.legacy_action, scheduled_at = excluded.scheduled_at, \
-             claimed_by = NULL, claimed_until = NULL",
-        )
-        .bind(&r.id)
-        .bind(&r.sender_id)
-        .bind(&r.name)
-        .bind(&r.intent)
-        .bind(r.entities_key())
-        .bind(r.due_at)
-        .bind(r.kill_on_user_msg)
-        .bind(&r.output_channel)
-        .bind(&r.legacy_action)
-        .bind(crate::events::now())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        schedule_query(r)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
     async fn cancel(&self, sender_id: &str, filter: &CancelFilter) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM palaver_reminders WHERE sender_id = ? \
-             AND (? IS NULL OR name = ?) AND (? IS NULL OR intent = ?) \
-             AND (? IS NULL OR entities = ?)",
-        )
-        .bind(sender_id)
-        .bind(&filter.name)
-        .bind(&filter.name)
-        .bind(&filter.intent)
-        .bind(&filter.intent)
-        .bind(&filter.entities)
-        .bind(&filter.entities)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let done = cancel_query(sender_id, filter)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(done.rows_affected())
+    }
+
+    async fn apply(&self, ops: &[ReminderOp]) -> Result<(), StoreError> {
+        // One transaction: one disk flush for all of a request's reminders.
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for op in ops {
+            match op {
+                ReminderOp::Schedule(r) => schedule_query(r).execute(&mut *tx).await,
+                ReminderOp::Cancel { sender_id, filter } => {
+                    cancel_query(sender_id, filter).execute(&mut *tx).await
+                }
+            }
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn claim_due(
