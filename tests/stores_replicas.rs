@@ -395,3 +395,49 @@ async fn a_redis_restart_gives_503_then_service_resumes() {
         .collect();
     assert_eq!(users, acknowledged);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_the_redis_tracker_store() {
+    let Some(redis_url) = stores_support::service_url("PALAVER_TEST_REDIS_URL") else {
+        return;
+    };
+    let redis = reqwest::Url::parse(&redis_url).unwrap();
+    let (host, port) = (redis.host_str().unwrap(), redis.port().unwrap_or(6379));
+    let prefix = unique("rt");
+    let endpoints = format!(
+        "tracker_store:\n  type: redis\n  url: {host}\n  port: {port}\n  db: 2\n  \
+         key_prefix: {prefix}\n  record_exp: 600\n\
+         lock_store:\n  type: redis\n  url: {host}\n  port: {port}\n  db: 1\n  \
+         key_prefix: {prefix}\n  lock_lifetime: 2\n"
+    );
+    let servers = start_replicas(3, &endpoints).await;
+    let bases = Arc::new(Mutex::new(
+        servers
+            .iter()
+            .map(|s| Some(s.base.clone()))
+            .collect::<Vec<_>>(),
+    ));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let log = run_load(bases, 20, 20, 32, acked.clone(), "rt").await;
+    assert_eq!(acked.load(Ordering::Relaxed), 400, "every message answered");
+    for (i, (sender, sent)) in log.sent.iter().enumerate() {
+        let events = tracker_events(&servers[i % 3].base, sender).await;
+        check_conversation(sender, &events, sent);
+    }
+    let mut conn = redis::Client::open(format!("{}/2", redis_url.trim_end_matches('/')))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:tracker:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 20);
+    let _: () = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
