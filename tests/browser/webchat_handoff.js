@@ -1,8 +1,8 @@
 // Browser test 1 (run by tests/socketio_browser.rs): a page embedding rasa-webchat from
 // npm, unchanged, talks to palaver running examples/handoff_bot in headless Chromium.
-// The user greets the bot, asks for a human, gets the human agent's answer pushed from
-// the handoff console (a second page, driven like an agent would), is resumed, and the
-// bot answers again.
+// The user greets the bot, asks for a human (with the bot's quick reply button), gets
+// the human agent's answer pushed from the handoff console (a second page, driven like
+// an agent would), is resumed, and the bot answers again.
 //
 // Environment: PALAVER_URL (the server), PALAVER_TOKEN (its --auth-token),
 // PALAVER_ARTIFACTS (folder for screenshots), CHROMIUM (default /usr/bin/chromium).
@@ -41,8 +41,12 @@ async function main() {
     };
     const hear = (text) => user.locator(".rw-response", { hasText: text }).first().waitFor({ timeout: 15000 });
 
-    await step("the user asks for a human; the bot hands over", async () => {
-      await say("/human_handoff");
+    await step("the bot offers a quick reply; the user clicks it and is handed over", async () => {
+      await say("/bot_challenge");
+      await hear("I am a bot, powered by palaver.");
+      await user.locator(".rw-reply", { hasText: "Talk to a human" }).waitFor();
+      await shot(user, artifacts, "webchat-0-quick-reply.png");
+      await user.locator(".rw-reply", { hasText: "Talk to a human" }).click();
       await hear("Let me get a human for you.");
     });
     await shot(user, artifacts, "webchat-1-handed-over.png");
@@ -88,8 +92,8 @@ async function main() {
       await hear("The bot is back.");
     });
     await step("the bot answers the user again", async () => {
-      await say("/bot_challenge");
-      await hear("I am a bot, powered by palaver.");
+      await say("/goodbye");
+      await hear("Bye!");
     });
     await shot(user, artifacts, "webchat-3-resumed.png");
     process.stdout.write(JSON.stringify({ session_id: sessionId }) + "\n");
