@@ -228,6 +228,7 @@ async function main() {
   await new Promise((r) => setTimeout(r, warmupMs));
   measuring = true;
   const loadStart = Date.now();
+  const cpuLoad0 = cpuSeconds(server.pid);
   let peak = 0;
   const sampler = setInterval(() => {
     peak = Math.max(peak, rssMib(server.pid) || 0);
@@ -235,6 +236,7 @@ async function main() {
   await new Promise((r) => setTimeout(r, a.seconds * 1000));
   measuring = false;
   const elapsed = (Date.now() - loadStart) / 1000;
+  const cpuLoad1 = cpuSeconds(server.pid);
   clearInterval(sampler);
   timers.forEach((t) => clearInterval(t));
   totals.unanswered = sockets.filter((u) => u.pending !== null).length;
@@ -269,6 +271,12 @@ async function main() {
     },
     palaver_rss_mib: Object.fromEntries(Object.entries(memory).map(([k, v]) => [k, v === null ? null : Math.round(v)])),
     palaver_cpu_s: cpu0 !== null && cpu1 !== null ? Math.round((cpu1 - cpu0) * 10) / 10 : null,
+    // palaver's CPU per answered message in the measured window: the figure that
+    // depends least on how busy the rest of the machine is.
+    palaver_cpu_ms_per_reply:
+      cpuLoad0 !== null && cpuLoad1 !== null && totals.answered
+        ? Math.round(((cpuLoad1 - cpuLoad0) * 1000 * 1000) / totals.answered) / 1000
+        : null,
     client_cpu_s: Math.round((clientCpu.user + clientCpu.system) / 1e5) / 10,
     wall_s: Math.round((Date.now() - t0) / 1000),
     load_average_1m: { start: Math.round(load0 * 10) / 10, end: Math.round(os.loadavg()[0] * 10) / 10 },
