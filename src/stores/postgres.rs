@@ -3,8 +3,9 @@
 //!
 //! Several palaver processes can share one database: every read goes to the database
 //! (nothing is cached between requests) and the lock store keeps the writes of one
-//! conversation in order. An append is one `INSERT` of all the request's events,
-//! acknowledged only after PostgreSQL committed it; if the database is down, the call
+//! conversation in order. Appends and replaces go through one writer task that commits
+//! whatever requests are waiting in one transaction (group commit: one disk flush for
+//! many requests); an append is acknowledged only after its transaction committed; if the database is down, the call
 //! fails within [`OP_TIMEOUT`] with [`StoreError::Unavailable`] (a 503) and nothing of
 //! the request is kept. The pool reconnects by itself when the database is back.
 
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     decode_event, ConversationPage, ConversationQuery, ConversationSummary, EventRow, StoreError,
@@ -253,6 +255,7 @@ pub async fn migrate_with(
 /// Conversations in a PostgreSQL database, in Rasa's `events` table.
 pub struct PostgresTrackerStore {
     pool: PgPool,
+    writer: mpsc::Sender<WriteJob>,
 }
 
 impl PostgresTrackerStore {
@@ -261,7 +264,30 @@ impl PostgresTrackerStore {
     pub async fn connect(cfg: &SqlConfig) -> Result<PostgresTrackerStore, StoreError> {
         let pool = connect_pool(cfg).await?;
         migrate(&pool, MIGRATIONS).await?;
-        Ok(PostgresTrackerStore { pool })
+        let (writer, rx) = mpsc::channel(4096);
+        tokio::spawn(writer_loop(pool.clone(), rx));
+        Ok(PostgresTrackerStore { pool, writer })
+    }
+
+    async fn submit(
+        &self,
+        kind: WriteKind,
+        sender_id: &str,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let rows = rows_of(events)?;
+        let (done, wait) = oneshot::channel();
+        let stopped = || unavailable("the writer has stopped");
+        self.writer
+            .send(WriteJob {
+                kind,
+                sender_id: sender_id.to_owned(),
+                rows,
+                done,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
     }
 
     /// The connection pool (for tests and the SQL event broker).
@@ -270,29 +296,27 @@ impl PostgresTrackerStore {
     }
 }
 
-/// Inserts rows of one conversation in order, in one statement.
-async fn insert_rows<'c, E>(
-    executor: E,
-    sender_id: &str,
-    rows: &[EventRow],
-) -> Result<(), sqlx::Error>
+/// Inserts rows, each with its conversation id, in order, in one statement.
+async fn insert_rows<'c, E>(executor: E, rows: &[(&str, &EventRow)]) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::Postgres>,
 {
-    let type_names: Vec<&str> = rows.iter().map(|r| r.type_name).collect();
-    let timestamps: Vec<f64> = rows.iter().map(|r| r.timestamp).collect();
-    let intents: Vec<Option<&str>> = rows.iter().map(|r| r.intent_name.as_deref()).collect();
-    let actions: Vec<Option<&str>> = rows.iter().map(|r| r.action_name.as_deref()).collect();
-    let data: Vec<&str> = rows.iter().map(|r| r.data.as_str()).collect();
+    let senders: Vec<&str> = rows.iter().map(|(s, _)| *s).collect();
+    let type_names: Vec<&str> = rows.iter().map(|(_, r)| r.type_name).collect();
+    let timestamps: Vec<f64> = rows.iter().map(|(_, r)| r.timestamp).collect();
+    let intents: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.intent_name.as_deref()).collect();
+    let actions: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.action_name.as_deref()).collect();
+    let data: Vec<&str> = rows.iter().map(|(_, r)| r.data.as_str()).collect();
     // WITH ORDINALITY + ORDER BY: ids are given in the events' order.
     sqlx::query(
         "INSERT INTO events (sender_id, type_name, timestamp, intent_name, action_name, data)
-         SELECT $1, t.type_name, t.ts, t.intent_name, t.action_name, t.data
-         FROM UNNEST($2::varchar[], $3::float8[], $4::varchar[], $5::varchar[], $6::text[])
-              WITH ORDINALITY AS t(type_name, ts, intent_name, action_name, data, n)
+         SELECT t.sender_id, t.type_name, t.ts, t.intent_name, t.action_name, t.data
+         FROM UNNEST($1::varchar[], $2::varchar[], $3::float8[], $4::varchar[], $5::varchar[],
+                     $6::text[])
+              WITH ORDINALITY AS t(sender_id, type_name, ts, intent_name, action_name, data, n)
          ORDER BY t.n",
     )
-    .bind(sender_id)
+    .bind(senders)
     .bind(type_names)
     .bind(timestamps)
     .bind(intents)
@@ -301,6 +325,121 @@ where
     .execute(executor)
     .await
     .map(|_| ())
+}
+
+enum WriteKind {
+    Append,
+    Replace,
+}
+
+/// One append or replace waiting for the writer.
+struct WriteJob {
+    kind: WriteKind,
+    sender_id: String,
+    rows: Vec<EventRow>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Most requests committed together in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Applies jobs in order inside a transaction: consecutive appends share one INSERT; a
+/// replace deletes the conversation's rows first.
+async fn apply_jobs(conn: &mut sqlx::PgConnection, jobs: &[&WriteJob]) -> Result<(), sqlx::Error> {
+    let mut pending: Vec<(&str, &EventRow)> = Vec::new();
+    for job in jobs {
+        if let WriteKind::Replace = job.kind {
+            if !pending.is_empty() {
+                insert_rows(&mut *conn, &pending).await?;
+                pending.clear();
+            }
+            sqlx::query("DELETE FROM events WHERE sender_id = $1")
+                .bind(&job.sender_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        pending.extend(job.rows.iter().map(|r| (job.sender_id.as_str(), r)));
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    insert_rows(&mut *conn, &pending).await
+}
+
+/// Why a transaction failed: the request's data (the server refused it: retrying it
+/// with others is pointless) or the server (down, timed out: every job fails alike).
+enum CommitError {
+    Rejected(StoreError),
+    Server(StoreError),
+}
+
+impl CommitError {
+    fn into_store_error(self) -> StoreError {
+        match self {
+            CommitError::Rejected(e) | CommitError::Server(e) => e,
+        }
+    }
+}
+
+async fn commit_jobs(pool: &PgPool, jobs: &[&WriteJob]) -> Result<(), CommitError> {
+    let run = async {
+        let mut tx = pool.begin().await?;
+        apply_jobs(&mut tx, jobs).await?;
+        tx.commit().await
+    };
+    match tokio::time::timeout(OP_TIMEOUT, run).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e @ sqlx::Error::Database(_))) => Err(CommitError::Rejected(unavailable(e))),
+        Ok(Err(e)) => Err(CommitError::Server(unavailable(e))),
+        Err(_) => Err(CommitError::Server(unavailable(format!(
+            "no answer within {} s",
+            OP_TIMEOUT.as_secs()
+        )))),
+    }
+}
+
+/// Group commit: whatever appends and replaces wait are committed in one transaction,
+/// so that concurrent requests share one commit (and disk flush) instead of paying one
+/// each. A job is acknowledged only after its transaction committed.
+async fn writer_loop(pool: PgPool, mut rx: mpsc::Receiver<WriteJob>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let all: Vec<&WriteJob> = batch.iter().collect();
+        match commit_jobs(&pool, &all).await {
+            Ok(()) => {
+                for job in batch {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            // The server is down or stuck: every job fails alike (a 503 each).
+            Err(CommitError::Server(e)) => {
+                tracing::error!(error = %e, "writing events to PostgreSQL failed");
+                for job in batch {
+                    let _ = job.done.send(Err(e.clone()));
+                }
+            }
+            // One request's data was refused: retry each on its own, so that it does
+            // not fail the others.
+            Err(CommitError::Rejected(e)) => {
+                tracing::warn!(error = %e, jobs = batch.len(), "a batch was refused; retrying one by one");
+                for job in batch {
+                    let single = commit_jobs(&pool, &[&job])
+                        .await
+                        .map_err(CommitError::into_store_error);
+                    if let Err(e) = &single {
+                        tracing::error!(error = %e, "writing events to PostgreSQL failed");
+                    }
+                    let _ = job.done.send(single);
+                }
+            }
+        }
+    }
 }
 
 fn rows_of(events: &[Event]) -> Result<Vec<EventRow>, StoreError> {
@@ -335,24 +474,11 @@ impl TrackerStore for PostgresTrackerStore {
         if events.is_empty() {
             return Ok(());
         }
-        let rows = rows_of(events)?;
-        timed(insert_rows(&self.pool, sender_id, &rows)).await
+        self.submit(WriteKind::Append, sender_id, events).await
     }
 
     async fn replace(&self, sender_id: &str, events: &[Event]) -> Result<(), StoreError> {
-        let rows = rows_of(events)?;
-        timed(async {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query("DELETE FROM events WHERE sender_id = $1")
-                .bind(sender_id)
-                .execute(&mut *tx)
-                .await?;
-            if !rows.is_empty() {
-                insert_rows(&mut *tx, sender_id, &rows).await?;
-            }
-            tx.commit().await
-        })
-        .await
+        self.submit(WriteKind::Replace, sender_id, events).await
     }
 
     async fn keys(&self) -> Result<Vec<String>, StoreError> {
