@@ -71,8 +71,23 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
         "project loaded"
     );
     let credentials = credentials(args)?;
-    let socketio = crate::channels::socketio::SocketIoConfig::from_credentials(&credentials)?
-        .map(crate::channels::socketio::SocketIoChannel::new);
+    let socketio = match crate::channels::socketio::SocketIoConfig::from_credentials(&credentials)?
+    {
+        None => None,
+        Some(config) => {
+            // With replicas (Redis locks), socket.io pushes are relayed between them.
+            let relay = match &endpoints.lock_store {
+                LockStoreConfig::Redis { redis, .. } => Some(Arc::new(
+                    crate::channels::relay::SocketIoRelay::new(redis)
+                        .map_err(|e| ConfigError(format!("lock_store (socket.io relay): {e}")))?,
+                )),
+                LockStoreConfig::InMemory => None,
+            };
+            Some(crate::channels::socketio::SocketIoChannel::with_relay(
+                config, relay,
+            ))
+        }
+    };
     let channel_auth = crate::channels::auth::ChannelAuth::from_credentials(&credentials)?;
     let callback = crate::channels::callback::endpoint_from_credentials(&credentials);
     // The PostgreSQL tracker store's pool, shared with the reminders.

@@ -8,11 +8,12 @@
 //!
 //! Input channels: REST and callback webhooks (`server::webhooks`), socket.io
 //! ([`socketio`]); their opt-in authentication is in [`auth`]; [`push`] reaches users
-//! outside of a request.
+//! outside of a request; [`relay`] carries socket.io pushes between replicas.
 
 pub mod auth;
 pub mod callback;
 pub mod push;
+pub mod relay;
 pub mod socketio;
 
 use std::sync::Mutex;

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! - `socketio`: emitted to every socket of the conversation that is connected to this
-//!   server (its room); nobody connected, nothing sent.
+//!   server (its room) and, with replicas (a Redis lock store), relayed through Redis to
+//!   the sockets connected to the others ([`super::relay`]); nobody connected, nothing
+//!   sent.
 //! - `callback`: posted to the callback URL of credentials.yml.
 //! - anything else (`rest`, `cmdline`, unknown): `None`; the messages stay on the
 //!   tracker, where REST clients read them.

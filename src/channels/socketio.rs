@@ -45,6 +45,7 @@ use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
 use super::auth::ChannelJwt;
+use super::relay::SocketIoRelay;
 use super::{BotMessage, OutputChannel};
 use crate::config::ConfigError;
 use crate::events::is_truthy;
@@ -59,7 +60,7 @@ const SOCKET_QUEUE: usize = 64;
 
 /// An empty argument list: socketioxide sends a tuple's items as the arguments of an
 /// event or ack, so an empty one sends none (python-socketio's `None`).
-const NO_ARGS: [u8; 0] = [];
+pub(crate) const NO_ARGS: [u8; 0] = [];
 
 /// The `socketio:` section of credentials.yml.
 #[derive(Debug, Clone)]
@@ -288,13 +289,16 @@ pub fn socketio_messages(m: &BotMessage) -> Vec<SocketIoEmit> {
 /// Sends bot messages to the sockets of a conversation: the rooms named by
 /// conversation ids. Cheap to clone; works for messages produced outside of a
 /// socket.io request too (API calls with `output_channel=socketio` or `latest`,
-/// reminders, human agents). A conversation with no socket connected to this server
-/// gets nothing (its messages are still on its tracker).
+/// reminders, human agents). With several replicas (a Redis lock store) each emission
+/// is also relayed to the sockets connected to the other replicas
+/// ([`super::relay`]); otherwise a conversation with no socket connected to this
+/// server gets nothing (its messages are still on its tracker).
 #[derive(Clone, Debug)]
 pub struct SocketIoOutputChannel {
     io: SocketIo,
     namespace: String,
     bot_message_evt: String,
+    relay: Option<Arc<SocketIoRelay>>,
 }
 
 impl SocketIoOutputChannel {
@@ -313,11 +317,20 @@ impl SocketIoOutputChannel {
             return;
         };
         let sent = match data {
-            Some(d) => ns.to(room).emit(&self.bot_message_evt, d).await,
-            None => ns.to(room).emit(&self.bot_message_evt, &NO_ARGS).await,
+            Some(d) => ns.to(room.clone()).emit(&self.bot_message_evt, d).await,
+            None => {
+                ns.to(room.clone())
+                    .emit(&self.bot_message_evt, &NO_ARGS)
+                    .await
+            }
         };
         if let Err(e) = sent {
             tracing::warn!(error = %e, "a socket.io bot message could not be sent");
+        }
+        if let Some(relay) = &self.relay {
+            relay
+                .publish(&self.namespace, &room, &self.bot_message_evt, data)
+                .await;
         }
     }
 }
@@ -346,6 +359,8 @@ pub struct SocketIoChannel {
 struct Inner {
     config: SocketIoConfig,
     io: SocketIo,
+    /// Relays emissions to the sockets of other replicas, if there are replicas.
+    relay: Option<Arc<SocketIoRelay>>,
     layer: SocketIoLayer,
     /// The server state, set once by [`SocketIoChannel::serve`].
     state: OnceLock<Weak<AppState>>,
@@ -363,6 +378,15 @@ impl SocketIoChannel {
     /// Builds the socket.io server for `config` (nothing is served until
     /// [`SocketIoChannel::serve`] is called).
     pub fn new(config: SocketIoConfig) -> SocketIoChannel {
+        SocketIoChannel::with_relay(config, None)
+    }
+
+    /// Like [`SocketIoChannel::new`], with a relay to the other replicas' sockets
+    /// (started by [`SocketIoChannel::serve`]).
+    pub fn with_relay(
+        config: SocketIoConfig,
+        relay: Option<Arc<SocketIoRelay>>,
+    ) -> SocketIoChannel {
         let (layer, io) = SocketIo::builder()
             .req_path(config.socketio_path.clone())
             .build_layer();
@@ -370,6 +394,7 @@ impl SocketIoChannel {
             inner: Arc::new(Inner {
                 config,
                 io,
+                relay,
                 layer,
                 state: OnceLock::new(),
             }),
@@ -383,11 +408,7 @@ impl SocketIoChannel {
 
     /// The output channel that pushes to this channel's sockets.
     pub fn output(&self) -> SocketIoOutputChannel {
-        SocketIoOutputChannel {
-            io: self.inner.io.clone(),
-            namespace: self.inner.config.namespace.clone(),
-            bot_message_evt: self.inner.config.bot_message_evt.clone(),
-        }
+        self.inner.output()
     }
 
     /// Starts handling connections with the server's state (the first call does; later
@@ -403,6 +424,9 @@ impl SocketIoChannel {
                 self.inner.config.namespace.clone(),
                 (async || ()).with(admit),
             );
+            if let Some(relay) = &self.inner.relay {
+                relay.start(self.inner.io.clone());
+            }
         }
         self.inner.layer.clone()
     }
@@ -534,6 +558,15 @@ impl Inner {
         }
     }
 
+    fn output(&self) -> SocketIoOutputChannel {
+        SocketIoOutputChannel {
+            io: self.io.clone(),
+            namespace: self.config.namespace.clone(),
+            bot_message_evt: self.config.bot_message_evt.clone(),
+            relay: self.relay.clone(),
+        }
+    }
+
     fn socket(&self, sid: Sid) -> Option<SocketRef> {
         self.io.of(&self.config.namespace)?.get_socket(sid)
     }
@@ -611,11 +644,7 @@ impl Inner {
             metadata: Some(metadata),
             ..UserMessage::default()
         };
-        let output = SocketIoOutputChannel {
-            io: self.io.clone(),
-            namespace: self.config.namespace.clone(),
-            bot_message_evt: self.config.bot_message_evt.clone(),
-        };
+        let output = self.output();
         if let Err(e) = handle_message(&state.conversations, agent, msg, &output).await {
             tracing::error!(error = %e, "handling a socket.io message failed");
         }
