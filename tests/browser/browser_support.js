@@ -20,12 +20,24 @@ async function launch() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     // Root in a container: Chromium's sandbox needs user namespaces it may not have.
-    args: ["--no-sandbox", "--disable-dev-shm-usage"],
+    // The machine's network is closed: keep Chromium from calling home.
+    args: [
+      "--no-sandbox",
+      "--disable-dev-shm-usage",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   });
 }
 
 // Serves /webchat.html (the widget embedded as its README says) and /rasa-webchat.js
 // (node_modules/rasa-webchat/lib/index.js as published) on another origin than palaver.
+// (The widget also asks fonts.googleapis.com for a font; that fails on this closed
+// network and changes nothing.)
 function serveWebchat(palaverUrl) {
   const bundle = fs.readFileSync(require.resolve("rasa-webchat/lib/index.js"));
   const page = `<!doctype html>
@@ -51,6 +63,9 @@ function serveWebchat(palaverUrl) {
     } else if (req.url === "/rasa-webchat.js") {
       res.writeHead(200, { "content-type": "text/javascript" });
       res.end(bundle);
+    } else if (req.url === "/favicon.ico") {
+      res.writeHead(204);
+      res.end();
     } else {
       res.writeHead(404);
       res.end();
