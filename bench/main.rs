@@ -234,14 +234,10 @@ rules:
     }
 
     impl WorkDir {
-        /// Creates `<tmp>/palaver-bench-<uuid>` with the project in `project/`, and for
-        /// the in-memory store an `endpoints.yml` next to it (SQLite needs none: the
-        /// server's default is `palaver.db` in its working directory).
-        pub fn create(store: Store, action_url: &str) -> Result<WorkDir> {
-            WorkDir::with_endpoints(store, action_url, "")
-        }
-
-        /// [`WorkDir::create`] with more endpoints.yml sections (the shared stores).
+        /// Creates `<tmp>/palaver-bench-<uuid>` with the project in `project/`, and an
+        /// `endpoints.yml` next to it: the action endpoint, the in-memory store's
+        /// section, and `extra` (the shared stores' sections). SQLite needs none: the
+        /// server's default is `palaver.db` in its working directory.
         pub fn with_endpoints(store: Store, action_url: &str, extra: &str) -> Result<WorkDir> {
             let path = std::env::temp_dir().join(format!("palaver-bench-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&path)
@@ -1235,7 +1231,7 @@ async fn run(args: Args) -> Result<()> {
     let machine = machine::Machine::detect();
     if let Some(pending) = args.reminders {
         println!("{}", machine.describe());
-        return reminders::run(&bin, pending, args.reminders_due, args.reminders_window).await;
+        return reminders::run_all(&bin, &args, pending).await;
     }
     eprintln!("{}", report::header(&machine, args.seconds));
     let mut rows = Vec::new();

@@ -1,4 +1,4 @@
-//! `palaver-bench --reminders N`: N pending reminders in the SQLite store — the
+//! `palaver-bench --reminders N`: N pending reminders in SQLite or PostgreSQL — the
 //! server's memory with them, its start-up time with them, and the firing lag (due
 //! time to the stored external `user` event) of a batch that falls due after a
 //! restart.
@@ -131,22 +131,55 @@ async fn lags(client: &reqwest::Client, base: &str, ids: &[String]) -> Result<(V
     Ok((lags, events))
 }
 
-/// Runs the reminders benchmark and prints its figures.
-pub async fn run(
+/// Runs the reminders benchmark on every durable store of `--store` (SQLite,
+/// PostgreSQL) and prints its figures.
+pub async fn run_all(
     bin: &std::path::Path,
+    args: &crate::args::Args,
+    pending: usize,
+) -> Result<()> {
+    for &store in &args.store {
+        if !matches!(store, Store::Sqlite | Store::Postgres) {
+            println!(
+                "reminders: skipping --store {}: its reminders are kept in memory",
+                store.name()
+            );
+            continue;
+        }
+        let shared = crate::shared::SharedStores::create(store, args).await?;
+        let result = run(
+            bin,
+            store,
+            &shared.endpoints,
+            pending,
+            args.reminders_due,
+            args.reminders_window,
+        )
+        .await;
+        shared.remove().await;
+        result?;
+    }
+    Ok(())
+}
+
+/// The benchmark on one store.
+async fn run(
+    bin: &std::path::Path,
+    store: Store,
+    endpoints: &str,
     pending: usize,
     due_soon: usize,
     window: f64,
 ) -> Result<()> {
     let due_soon = due_soon.min(pending);
-    let dir = WorkDir::create(Store::Sqlite, "http://127.0.0.1:9/webhook")?;
+    let dir = WorkDir::with_endpoints(store, "http://127.0.0.1:9/webhook", endpoints)?;
     std::fs::write(dir.project().join("domain.yml"), DOMAIN)?;
     std::fs::write(dir.project().join("data/rules.yml"), RULES)?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
     let t = Instant::now();
-    let server = Server::start(bin, &dir, Store::Sqlite, &client).await?;
+    let server = Server::start(bin, &dir, store, &client).await?;
     let empty_start = t.elapsed();
     let rss_empty = server.rss_mib();
 
@@ -186,7 +219,7 @@ pub async fn run(
     drop(server);
 
     let t = Instant::now();
-    let server = Server::start(bin, &dir, Store::Sqlite, &client).await?;
+    let server = Server::start(bin, &dir, store, &client).await?;
     let pending_start = t.elapsed();
     let rss_restarted = server.rss_mib();
     if now() > first_due {
@@ -209,7 +242,10 @@ pub async fn run(
     let rss_after = server.rss_mib();
     lag.sort_by(f64::total_cmp);
     let mib = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} MiB"));
-    println!("reminders: {pending} pending in SQLite ({far} due tomorrow, {due_soon} due over {window} s)");
+    println!(
+        "reminders on {}: {pending} pending ({far} due tomorrow, {due_soon} due over {window} s)",
+        store.name()
+    );
     println!(
         "  scheduling: {far} far reminders in {far_secs:.1} s ({:.0}/s, {PER_CONVERSATION} per request)",
         far as f64 / far_secs
