@@ -156,8 +156,8 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
         args.tracker_cache_size
     };
     tracing::info!(store = ?endpoints.tracker_store, "tracker store ready");
-    // Reminders live next to the conversations: in the same SQLite file or PostgreSQL
-    // database, or in memory.
+    // Reminders live next to the conversations: in the same SQLite file, PostgreSQL
+    // database or Redis server, or in memory.
     let reminders = match &endpoints.tracker_store {
         TrackerStoreConfig::InMemory => crate::reminders::Reminders::in_memory(),
         TrackerStoreConfig::Sqlite(path) => crate::reminders::Reminders::new(Arc::new(
@@ -170,7 +170,7 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
                     ))
                 })?,
         )),
-        TrackerStoreConfig::Postgres(_) | TrackerStoreConfig::Redis(_) => match pg_pool {
+        TrackerStoreConfig::Postgres(_) => match pg_pool {
             Some(pool) => crate::reminders::Reminders::new(Arc::new(
                 crate::reminders::postgres::PostgresReminderStore::new(pool)
                     .await
@@ -178,14 +178,15 @@ pub async fn build_state(args: &RunArgs) -> anyhow::Result<Arc<AppState>> {
                         ConfigError(format!("cannot open the reminders in PostgreSQL: {e}"))
                     })?,
             )),
-            None => {
-                tracing::warn!(
-                    "reminders are kept in memory with the Redis tracker store: they are lost \
-                     on restart"
-                );
-                crate::reminders::Reminders::in_memory()
-            }
+            None => crate::reminders::Reminders::in_memory(),
         },
+        TrackerStoreConfig::Redis(cfg) => crate::reminders::Reminders::new(Arc::new(
+            crate::reminders::redis::RedisReminderStore::new(
+                crate::stores::redis::connect(&cfg.redis)
+                    .map_err(|e| ConfigError(format!("tracker_store: {e}")))?,
+                crate::stores::redis::key_prefix(&cfg.redis, "palaver_reminders:"),
+            ),
+        )),
     };
     let jwt = match &args.jwt_secret {
         Some(secret) => Some(JwtConfig::new(secret, &args.jwt_method).map_err(ConfigError)?),

@@ -1,7 +1,9 @@
 //! Three palaver replicas on PostgreSQL (tracker store and reminders) and Redis (lock
 //! store): 1,000 reminders due within the same few seconds, five per conversation,
 //! scheduled through every replica, each fire exactly once (counted in the stored
-//! events), and a reminder scheduled before a restart fires once after it.
+//! events), and a reminder scheduled before a restart fires once after it. Reminders
+//! with the Redis tracker store: kept in Redis, fired once by two replicas, across a
+//! restart.
 
 mod common;
 mod stores_support;
@@ -209,5 +211,96 @@ async fn three_replicas_on_postgres_and_redis_fire_each_of_1000_reminders_once()
             vec!["Ada".to_owned()],
             vec!["Remember to call Ada!".to_owned()]
         ))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_redis_tracker_store_reminders_live_in_redis() {
+    let Some(redis_url) = stores_support::service_url("PALAVER_TEST_REDIS_URL") else {
+        return;
+    };
+    let redis = reqwest::Url::parse(&redis_url).unwrap();
+    let prefix = unique("remr");
+    let (host, port) = (redis.host_str().unwrap(), redis.port().unwrap_or(6379));
+    let options = Options {
+        bot: Some(reminders_bot()),
+        endpoints: Some(format!(
+            "tracker_store:\n  type: redis\n  url: {host}\n  port: {port}\n  db: 2\n  \
+             key_prefix: {prefix}\n\
+             lock_store:\n  type: redis\n  url: {host}\n  port: {port}\n  db: 1\n  \
+             key_prefix: {prefix}\n  lock_lifetime: 2\n"
+        )),
+        ..Default::default()
+    };
+    let mut a = Server::with(options.clone()).await;
+    let mut b = Server::with(options).await;
+    let soon = |ms: i64| (Utc::now() + chrono::Duration::milliseconds(ms)).to_rfc3339();
+    // Twenty conversations through both replicas, one cancelled; both replicas are
+    // killed before they are due and started again after.
+    for i in 0..20 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let (status, out) = s
+            .post_events(
+                &format!("r{i}"),
+                &json!({"event": "reminder", "intent": "EXTERNAL_reminder", "name": "x",
+                    "entities": [{"entity": "PERSON", "value": format!("p{i}")}],
+                    "date_time": soon(1500), "kill_on_user_msg": false}),
+                "&execute_side_effects=true&include_events=NONE",
+            )
+            .await;
+        assert_eq!(status, 200, "{out}");
+    }
+    let (status, _) = b
+        .post_events(
+            "r3",
+            &json!({"event": "cancel_reminder", "name": "x"}),
+            "&execute_side_effects=true",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = a
+        .post_events(
+            "later",
+            &json!({"event": "reminder", "intent": "EXTERNAL_reminder", "name": "y",
+                "entities": {"PERSON": "Ada"}, "date_time": soon(3000)}),
+            "&execute_side_effects=true",
+        )
+        .await;
+    assert_eq!(status, 200);
+    a.kill9();
+    b.kill9();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    a.restart().await;
+    b.restart().await;
+    let answers = |t: &Value| -> Vec<String> {
+        t["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["event"] == "bot")
+            .filter_map(|e| e["text"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = b.tracker("later", "&include_events=ALL").await;
+        if !answers(&t).is_empty() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..20 {
+        let t = b.tracker(&format!("r{i}"), "&include_events=ALL").await;
+        let want: Vec<String> = if i == 3 {
+            vec![]
+        } else {
+            vec![format!("Remember to call p{i}!")]
+        };
+        assert_eq!(answers(&t), want, "r{i}");
+    }
+    assert_eq!(
+        answers(&a.tracker("later", "&include_events=ALL").await),
+        vec!["Remember to call Ada!"]
     );
 }

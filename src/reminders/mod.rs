@@ -27,6 +27,7 @@
 
 pub mod memory;
 pub mod postgres;
+pub mod redis;
 pub mod scheduler;
 pub mod sqlite;
 

@@ -1,7 +1,8 @@
 //! Reminders in the SQLite database of the tracker store (table `palaver_reminders`,
 //! migration 0003), so that they survive a restart. Several processes may share the
 //! file: SQLite runs each write statement under the database's write lock, so a claim
-//! (`UPDATE ... WHERE unclaimed ... RETURNING`) is exclusive across them.
+//! (`UPDATE ... WHERE unclaimed ... RETURNING`) is exclusive across them. Within one
+//! process, writes take [`WRITE_GATE`] in turn with the tracker store's writer.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -15,6 +16,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 
 use super::{CancelFilter, ReminderOp, ReminderStore, ScheduledReminder};
+use crate::stores::sqlite::WRITE_GATE;
 use crate::stores::StoreError;
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -113,6 +115,7 @@ fn cancel_query<'q>(sender_id: &'q str, filter: &'q CancelFilter) -> SqliteQuery
 #[async_trait]
 impl ReminderStore for SqliteReminderStore {
     async fn schedule(&self, r: &ScheduledReminder) -> Result<(), StoreError> {
+        let _gate = WRITE_GATE.lock().await;
         schedule_query(r)
             .execute(&self.pool)
             .await
@@ -121,6 +124,7 @@ impl ReminderStore for SqliteReminderStore {
     }
 
     async fn cancel(&self, sender_id: &str, filter: &CancelFilter) -> Result<u64, StoreError> {
+        let _gate = WRITE_GATE.lock().await;
         let done = cancel_query(sender_id, filter)
             .execute(&self.pool)
             .await
@@ -129,6 +133,7 @@ impl ReminderStore for SqliteReminderStore {
     }
 
     async fn apply(&self, ops: &[ReminderOp]) -> Result<(), StoreError> {
+        let _gate = WRITE_GATE.lock().await;
         // One transaction: one disk flush for all of a request's reminders.
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         for op in ops {
@@ -150,6 +155,7 @@ impl ReminderStore for SqliteReminderStore {
         claimer: &str,
         until: f64,
     ) -> Result<Vec<ScheduledReminder>, StoreError> {
+        let _gate = WRITE_GATE.lock().await;
         // One statement: SQLite takes the write lock before reading, so two processes
         // never claim the same row.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -172,6 +178,7 @@ impl ReminderStore for SqliteReminderStore {
     }
 
     async fn renew(&self, id: &str, claimer: &str, until: f64) -> Result<bool, StoreError> {
+        let _gate = WRITE_GATE.lock().await;
         let done = sqlx::query(
             "UPDATE palaver_reminders SET claimed_until = ? WHERE id = ? AND claimed_by = ?",
         )
@@ -185,6 +192,7 @@ impl ReminderStore for SqliteReminderStore {
     }
 
     async fn complete(&self, id: &str, claimer: &str) -> Result<(), StoreError> {
+        let _gate = WRITE_GATE.lock().await;
         sqlx::query("DELETE FROM palaver_reminders WHERE id = ? AND claimed_by = ?")
             .bind(id)
             .bind(claimer)
@@ -195,6 +203,7 @@ impl ReminderStore for SqliteReminderStore {
     }
 
     async fn release(&self, claimer: &str) -> Result<(), StoreError> {
+        let _gate = WRITE_GATE.lock().await;
         sqlx::query(
             "UPDATE palaver_reminders SET claimed_by = NULL, claimed_until = NULL \
              WHERE claimed_by = ?",

@@ -222,6 +222,12 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &[WriteJob]) -> Result
     tx.commit().await
 }
 
+/// Serialises this process's writes to SQLite: the tracker store's writer and the
+/// reminder store take it around each write transaction, in turn (the lock is fair), so
+/// that neither starves the other in SQLite's busy loop, which polls a held database
+/// lock only every 100 ms.
+pub static WRITE_GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteJob>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -231,6 +237,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteJob
                 Err(_) => break,
             }
         }
+        let _gate = WRITE_GATE.lock().await;
         if commit_batch(&mut conn, &batch).await.is_ok() {
             for job in batch {
                 let _ = job.done.send(Ok(()));
