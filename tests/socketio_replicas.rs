@@ -31,6 +31,32 @@ async fn replica(redis_url: &str, prefix: &str) -> Server {
     .await
 }
 
+/// Waits until `n` replicas listen on the relay channel (they subscribe at start-up).
+async fn wait_for_subscribers(redis_url: &str, channel: &str, n: i64) {
+    let client = redis::Client::open(redis_url).expect("a Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("cannot reach PALAVER_TEST_REDIS_URL");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(&mut conn)
+            .await
+            .expect("PUBSUB NUMSUB");
+        if counts.first().map(|c| c.1) == Some(n) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replicas did not subscribe to {channel}: {counts:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn agent_answer(s: &Server, id: &str, text: &str) {
     let (status, body) = s
         .post_events(
@@ -50,6 +76,7 @@ async fn a_message_made_on_one_replica_reaches_sockets_on_the_other() {
     let prefix = unique("sio");
     let a = replica(&redis, &prefix).await;
     let b = replica(&redis, &prefix).await;
+    wait_for_subscribers(&redis, &format!("{prefix}:socketio"), 2).await;
     let Some(mut c) = Clients::start(&a.base).await else {
         return;
     };

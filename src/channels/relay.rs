@@ -11,9 +11,10 @@
 //!
 //! Delivery is best effort, like socket.io itself: while Redis cannot be reached,
 //! messages for sockets on other replicas are dropped (they stay on the tracker), and
-//! the subscriber reconnects once a second.
+//! the subscriber reconnects once a second. Publishing never holds up the conversation:
+//! messages wait in a bounded queue for one publisher task, which keeps their order.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,6 +22,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use socketioxide::SocketIo;
+use tokio::sync::mpsc;
 
 use crate::config::RedisConfig;
 use crate::stores::redis::{connect, key_prefix, redis_url};
@@ -28,6 +30,9 @@ use crate::stores::StoreError;
 
 /// How long the subscriber waits before reconnecting to Redis.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// Messages waiting to be published; more are dropped (with a warning).
+const PUBLISH_QUEUE: usize = 4096;
 
 /// One emission, as published for the other replicas.
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,6 +53,9 @@ pub struct SocketIoRelay {
     channel: String,
     client: redis::Client,
     conn: ConnectionManager,
+    queue: mpsc::Sender<String>,
+    /// The publisher's end of `queue`, until [`SocketIoRelay::start`] takes it.
+    waiting: Mutex<Option<mpsc::Receiver<String>>>,
 }
 
 impl std::fmt::Debug for SocketIoRelay {
@@ -65,11 +73,14 @@ impl SocketIoRelay {
     pub fn new(cfg: &RedisConfig) -> Result<SocketIoRelay, StoreError> {
         let client = redis::Client::open(redis_url(cfg))
             .map_err(|e| StoreError::Unavailable(format!("bad Redis settings: {e}")))?;
+        let (queue, waiting) = mpsc::channel(PUBLISH_QUEUE);
         Ok(SocketIoRelay {
             origin: uuid::Uuid::new_v4().simple().to_string(),
             channel: key_prefix(cfg, "socketio"),
             client,
             conn: connect(cfg)?,
+            queue,
+            waiting: Mutex::new(Some(waiting)),
         })
     }
 
@@ -78,9 +89,9 @@ impl SocketIoRelay {
         &self.channel
     }
 
-    /// Publishes an emission for the other replicas; a failure is logged, not returned
-    /// (the local sockets already have the message).
-    pub async fn publish(&self, namespace: &str, room: &str, event: &str, data: Option<&Value>) {
+    /// Queues an emission for the other replicas (a full queue drops it, with a
+    /// warning: the local sockets already have the message).
+    pub fn publish(&self, namespace: &str, room: &str, event: &str, data: Option<&Value>) {
         let message = Relayed {
             origin: self.origin.clone(),
             namespace: namespace.to_owned(),
@@ -91,20 +102,34 @@ impl SocketIoRelay {
         let Ok(text) = serde_json::to_string(&message) else {
             return;
         };
-        let mut conn = self.conn.clone();
-        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(&self.channel)
-            .arg(text)
-            .query_async(&mut conn)
-            .await;
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, "a socket.io message could not be relayed to the other replicas");
+        if self.queue.try_send(text).is_err() {
+            tracing::warn!("the socket.io relay queue is full; a message was not relayed to the other replicas");
         }
     }
 
     /// Emits the other replicas' messages to this replica's sockets until the process
     /// ends, reconnecting to Redis when the connection is lost.
     pub fn start(self: &Arc<Self>, io: SocketIo) {
+        let waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut waiting) = waiting {
+            let (mut conn, channel) = (self.conn.clone(), self.channel.clone());
+            tokio::spawn(async move {
+                while let Some(text) = waiting.recv().await {
+                    let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(text)
+                        .query_async(&mut conn)
+                        .await;
+                    if let Err(e) = sent {
+                        tracing::warn!(error = %e, "a socket.io message could not be relayed to the other replicas");
+                    }
+                }
+            });
+        }
         let relay = self.clone();
         tokio::spawn(async move {
             loop {

@@ -28,7 +28,8 @@
 //!   one once the message is handled.
 //! - the bot's messages are emitted as `bot_uttered` to the room of the conversation id
 //!   (see [`socketio_messages`] for the payloads), so every socket of that conversation
-//!   gets them, and so do messages pushed later (reminders, human agents).
+//!   gets them, and so do messages pushed later (reminders, human agents); with
+//!   replicas, on every replica ([`super::relay`]).
 //!
 //! Messages of one socket are handled one after the other, in the order they arrived.
 
@@ -328,9 +329,7 @@ impl SocketIoOutputChannel {
             tracing::warn!(error = %e, "a socket.io bot message could not be sent");
         }
         if let Some(relay) = &self.relay {
-            relay
-                .publish(&self.namespace, &room, &self.bot_message_evt, data)
-                .await;
+            relay.publish(&self.namespace, &room, &self.bot_message_evt, data);
         }
     }
 }
