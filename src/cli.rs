@@ -532,13 +532,39 @@ pub fn test_nlu(args: &crate::config::TestNluArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let model = crate::nlu::NluModel::train(&config, &train).ok_or_else(|| {
+    let nothing = || {
         ConfigError(format!(
             "nothing to evaluate: the pipeline of {} is empty or {} has no NLU examples",
             config_path.display(),
             data_path.display()
         ))
-    })?;
+    };
+    let mut pipeline = crate::nlu::pipeline::from_config(&config).ok_or_else(nothing)?;
+    if let (Some(folds), Some(oos)) = (args.folds.filter(|f| *f > 1), &args.out_of_scope) {
+        let choice = crate::nlu::evaluate::pick_threshold(
+            &pipeline,
+            &train,
+            folds,
+            oos,
+            args.min_oos_recall,
+        )
+        .ok_or_else(nothing)?;
+        println!(
+            "cross-validation on the training data ({} folds, {:.1} s): fallback threshold {:.2} \
+             (held-out in-scope accuracy {:.2}%, out-of-scope recall {:.2}%)",
+            choice.folds,
+            choice.seconds,
+            choice.threshold,
+            choice.cv_in_scope_accuracy * 100.0,
+            choice.cv_out_of_scope_recall * 100.0
+        );
+        let ambiguity = pipeline.fallback.map_or(0.0, |f| f.ambiguity_threshold);
+        pipeline.fallback = Some(crate::nlu::fallback::FallbackConfig {
+            threshold: choice.threshold,
+            ambiguity_threshold: ambiguity,
+        });
+    }
+    let model = crate::nlu::NluModel::train_pipeline(pipeline, &train).ok_or_else(nothing)?;
     let report = crate::nlu::evaluate::evaluate(&model, &test, args.out_of_scope.as_deref());
     print!("{}", report.table());
     if let Some(path) = &args.json {

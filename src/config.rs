@@ -66,6 +66,14 @@ pub struct TestNluArgs {
     /// out-of-scope recall (predicting it or `nlu_fallback` counts as out of scope).
     #[arg(long)]
     pub out_of_scope: Option<String>,
+    /// With `--out-of-scope`: pick the FallbackClassifier threshold by K-fold
+    /// cross-validation on the training data (never on the test data).
+    #[arg(long)]
+    pub folds: Option<usize>,
+    /// With `--folds`: the threshold with the best held-out in-scope accuracy whose
+    /// held-out out-of-scope recall is at least this (0-1), instead of the best sum.
+    #[arg(long)]
+    pub min_oos_recall: Option<f64>,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::fallback::NLU_FALLBACK;
 use super::model::{base_intent, NluModel};
+use super::pipeline::PipelineConfig;
 use crate::training_data::NluData;
 
 /// Precision, recall and F1 of one intent or extractor.
@@ -264,6 +265,97 @@ pub fn evaluate(model: &NluModel, test: &NluData, out_of_scope: Option<&str>) ->
     }
 }
 
+/// A `FallbackClassifier` threshold chosen by cross-validation on the training data.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ThresholdChoice {
+    /// The threshold.
+    pub threshold: f64,
+    /// Folds.
+    pub folds: usize,
+    /// In-scope accuracy on the held-out folds with this threshold.
+    pub cv_in_scope_accuracy: f64,
+    /// Out-of-scope recall on the held-out folds with this threshold.
+    pub cv_out_of_scope_recall: f64,
+    /// Seconds the cross-validation took.
+    pub seconds: f64,
+}
+
+/// Picks the `FallbackClassifier` threshold by `folds`-fold cross-validation on `data`
+/// (stratified by intent, deterministic): the one that maximises in-scope accuracy plus
+/// out-of-scope recall, or, with `min_recall`, the one with the best in-scope accuracy
+/// whose out-of-scope recall reaches `min_recall`. Only training data is looked at:
+/// the test set stays unseen.
+pub fn pick_threshold(
+    pipeline: &PipelineConfig,
+    data: &NluData,
+    folds: usize,
+    out_of_scope: &str,
+    min_recall: Option<f64>,
+) -> Option<ThresholdChoice> {
+    let started = Instant::now();
+    let folds = folds.max(2);
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let fold_of: Vec<usize> = data
+        .examples
+        .iter()
+        .map(|e| {
+            let n = seen.entry(base_intent(&e.intent).to_owned()).or_default();
+            *n += 1;
+            (*n - 1) % folds
+        })
+        .collect();
+    let mut config = pipeline.clone();
+    config.fallback = None;
+    config.tagger = None;
+    // (top confidence, top is right, gold is out of scope, top is out of scope)
+    let mut held_out: Vec<(f64, bool, bool, bool)> = Vec::new();
+    for k in 0..folds {
+        let mut train = data.clone();
+        train.examples = data
+            .examples
+            .iter()
+            .zip(&fold_of)
+            .filter(|(_, f)| **f != k)
+            .map(|(e, _)| e.clone())
+            .collect();
+        let model = NluModel::train_pipeline(config.clone(), &train)?;
+        for (e, _) in data.examples.iter().zip(&fold_of).filter(|(_, f)| **f == k) {
+            let tokens = super::tokenizer::tokenize(&e.text);
+            let ranking = model.rank_intents(&e.text, &tokens);
+            let (top, conf) = ranking.first().cloned().unwrap_or_default();
+            let gold = base_intent(&e.intent);
+            held_out.push((conf, top == gold, gold == out_of_scope, top == out_of_scope));
+        }
+    }
+    let ins = held_out.iter().filter(|h| !h.2).count().max(1) as f64;
+    let oos = held_out.iter().filter(|h| h.2).count().max(1) as f64;
+    let mut best: Option<ThresholdChoice> = None;
+    for step in 0..100 {
+        let t = step as f64 / 100.0;
+        let acc = held_out.iter().filter(|h| !h.2 && h.1 && h.0 >= t).count() as f64 / ins;
+        let rec = held_out.iter().filter(|h| h.2 && (h.3 || h.0 < t)).count() as f64 / oos;
+        let better = match (&best, min_recall) {
+            (_, Some(r)) if rec + 1e-9 < r => false,
+            (None, _) => true,
+            (Some(b), Some(_)) => acc > b.cv_in_scope_accuracy + 1e-9,
+            (Some(b), None) => acc + rec > b.cv_in_scope_accuracy + b.cv_out_of_scope_recall + 1e-9,
+        };
+        if better {
+            best = Some(ThresholdChoice {
+                threshold: t,
+                folds,
+                cv_in_scope_accuracy: acc,
+                cv_out_of_scope_recall: rec,
+                seconds: 0.0,
+            });
+        }
+    }
+    best.map(|mut b| {
+        b.seconds = started.elapsed().as_secs_f64();
+        b
+    })
+}
+
 impl Report {
     /// A readable table.
     pub fn table(&self) -> String {
@@ -361,6 +453,11 @@ mod tests {
         assert!(r.entities.contains_key("DIETClassifier"));
         assert_eq!(r.entities["DIETClassifier"].support, 1);
         assert!(r.table().contains("intent accuracy"));
+        let pipeline = crate::nlu::pipeline::from_config(&config).unwrap();
+        let c = pick_threshold(&pipeline, &train.nlu, 2, "oos", None).unwrap();
+        assert_eq!(c.folds, 2);
+        assert!((0.0..1.0).contains(&c.threshold));
+        assert!(c.cv_out_of_scope_recall >= 0.0 && c.cv_in_scope_accuracy <= 1.0);
         assert_eq!(
             Scores::from_counts(1, 2, 4),
             Scores {

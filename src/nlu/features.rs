@@ -47,6 +47,13 @@ pub struct NgramConfig {
     pub max_ngram: usize,
     /// Lower-case before counting (Rasa's default: true).
     pub lowercase: bool,
+    /// Scale of the block's unit vector (palaver's `palaver_weight`, default 1).
+    #[serde(default = "one")]
+    pub weight: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// Rasa's `analyzer` option.
@@ -80,12 +87,14 @@ impl Default for FeaturizerConfig {
                     min_ngram: 1,
                     max_ngram: 2,
                     lowercase: true,
+                    weight: 1.0,
                 },
                 NgramConfig {
                     analyzer: Analyzer::CharWb,
                     min_ngram: 2,
                     max_ngram: 5,
                     lowercase: true,
+                    weight: 1.0,
                 },
             ],
             patterns: true,
@@ -332,7 +341,8 @@ impl Featurizer {
     fn weigh(&self, blocks: &[HashMap<String, f32>]) -> SparseVec {
         let oov_idf = self.oov_idf;
         let mut entries: Vec<(u32, f32)> = Vec::new();
-        for m in blocks {
+        for (b, m) in blocks.iter().enumerate() {
+            let scale = self.config.ngrams.get(b).map_or(1.0, |c| c.weight);
             let first = entries.len();
             let mut unknown = 0.0f32;
             for (k, c) in m {
@@ -350,7 +360,7 @@ impl Featurizer {
                 (entries[first..].iter().map(|(_, v)| v * v).sum::<f32>() + unknown).sqrt();
             if norm > 0.0 {
                 for e in &mut entries[first..] {
-                    e.1 /= norm;
+                    e.1 *= scale / norm;
                 }
             }
         }

@@ -6,6 +6,8 @@
 //! well calibrated, unlike DIET's similarity scores, so `FallbackClassifier` thresholds
 //! mean what they say. Training shuffles with a seed and is deterministic.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::features::SparseVec;
@@ -24,16 +26,20 @@ pub struct ClassifierConfig {
     pub seed: u64,
     /// Weigh classes inversely to their size, so small intents are not drowned out.
     pub balanced: bool,
+    /// Extra weight of some classes' examples (e.g. an out-of-scope intent).
+    #[serde(default)]
+    pub class_weights: BTreeMap<String, f32>,
 }
 
 impl Default for ClassifierConfig {
     fn default() -> Self {
         ClassifierConfig {
-            epochs: 30,
-            l2: 1e-5,
-            learning_rate: 0.5,
+            epochs: 10,
+            l2: 1e-6,
+            learning_rate: 1.0,
             seed: 42,
             balanced: true,
+            class_weights: BTreeMap::new(),
         }
     }
 }
@@ -98,14 +104,18 @@ impl LinearClassifier {
         let n = xs.len() as f32;
         let weight: Vec<f32> = counts
             .iter()
-            .map(|&c| {
-                if cfg.balanced && c > 0 {
-                    n / (k as f32 * c as f32)
-                } else {
-                    1.0
-                }
+            .zip(&m.classes)
+            .map(|(&c, name)| {
+                let extra = cfg.class_weights.get(name).copied().unwrap_or(1.0);
+                extra
+                    * if cfg.balanced && c > 0 {
+                        n / (k as f32 * c as f32)
+                    } else {
+                        1.0
+                    }
             })
             .collect();
+        let mut active: Vec<(usize, f32)> = Vec::with_capacity(k);
         let mut rng = Rng::new(cfg.seed);
         let mut order: Vec<usize> = (0..xs.len()).collect();
         // Weights are stored divided by `scale`: L2 decay is one multiplication per step.
@@ -130,16 +140,22 @@ impl LinearClassifier {
                 m.scores_into(x, scale, &mut z);
                 softmax(&mut z);
                 let wy = weight[y];
-                for (c, p) in z.iter_mut().enumerate() {
-                    *p = (*p - if c == y { 1.0 } else { 0.0 }) * wy;
+                // Only classes with a gradient worth the work: once trained, most
+                // probabilities are ~0 and their updates would change nothing.
+                active.clear();
+                for (c, p) in z.iter().enumerate() {
+                    let g = (p - if c == y { 1.0 } else { 0.0 }) * wy;
+                    if g.abs() > 1e-4 {
+                        active.push((c, g));
+                    }
                 }
                 scale *= 1.0 - lr * cfg.l2;
                 let step = lr / scale;
                 for (&f, &v) in x.idx.iter().zip(&x.val) {
                     let row = &mut m.w[f as usize * k..(f as usize + 1) * k];
                     let a = step * v;
-                    for (wc, g) in row.iter_mut().zip(&z) {
-                        *wc -= a * g;
+                    for &(c, g) in &active {
+                        row[c] -= a * g;
                     }
                 }
                 if scale < 1e-4 {

@@ -147,6 +147,7 @@ pub fn from_config(config: &Value) -> Option<PipelineConfig> {
                     min_ngram: min,
                     max_ngram: max,
                     lowercase: opt_bool(c, "lowercase").unwrap_or(true),
+                    weight: opt_f64(c, "palaver_weight").unwrap_or(1.0) as f32,
                 });
                 if let Some(df) = opt_usize(c, "min_df") {
                     p.featurizer.min_df = p.featurizer.min_df.max(df);
@@ -181,6 +182,19 @@ pub fn from_config(config: &Value) -> Option<PipelineConfig> {
                     }
                     if let Some(v) = opt_usize(c, "palaver_epochs") {
                         cc.epochs = v;
+                    }
+                    if let Some(v) = opt_f64(c, "palaver_learning_rate") {
+                        cc.learning_rate = v as f32;
+                    }
+                    if let Some(v) = opt_bool(c, "palaver_balanced") {
+                        cc.balanced = v;
+                    }
+                    if let Some(Value::Object(m)) = c.get("palaver_class_weights") {
+                        for (k, v) in m {
+                            if let Some(w) = v.as_f64() {
+                                cc.class_weights.insert(k.clone(), w as f32);
+                            }
+                        }
                     }
                     p.classifier = Some(cc);
                 }
