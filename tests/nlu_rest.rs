@@ -75,6 +75,52 @@ async fn free_text_reaches_the_rules_of_the_reference_bot() {
         .map(|r| r["confidence"].as_f64().unwrap())
         .collect();
     assert!(confs.windows(2).all(|w| w[0] >= w[1]), "{confs:?}");
+
+    // The trained model was cached; a restart loads it and parses the same.
+    let cache = s.dir.path().join("bot/.palaver/nlu");
+    let files: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut s = s;
+    s.restart().await;
+    assert_eq!(parse(&s, "hello").await, p);
+}
+
+#[tokio::test]
+async fn a_remote_nlu_server_parses_instead() {
+    use axum::{routing::post, Json, Router};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let log = seen.clone();
+    let app = Router::new().route(
+        "/nlu/model/parse",
+        post(move |Json(b): Json<Value>| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(b.clone());
+                Json(json!({"text": b["text"], "intent": {"name": "greet", "confidence": 0.8},
+                    "entities": [], "intent_ranking": [{"name": "greet", "confidence": 0.8}]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let s = Server::with(Options {
+        endpoints: Some(format!("nlu:\n  url: http://{addr}/nlu\n  token: nlu-secret\n")),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(say(&s, "carla", "bonjour").await, ["Hello!"]);
+    let t = s.tracker("carla", "").await;
+    assert_eq!(t["latest_message"]["intent"], json!({"name": "greet", "confidence": 0.8}));
+    assert_eq!(parse(&s, "salut").await["intent"]["name"], "greet");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen[0],
+        json!({"token": "nlu-secret", "text": "bonjour", "message_id": "carla"})
+    );
+    assert_eq!(seen[1]["text"], "salut");
 }
 
 #[tokio::test]
