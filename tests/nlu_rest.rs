@@ -96,8 +96,10 @@ async fn a_remote_nlu_server_parses_instead() {
             let log = log.clone();
             async move {
                 log.lock().unwrap().push(b.clone());
-                Json(json!({"text": b["text"], "intent": {"name": "greet", "confidence": 0.8},
-                    "entities": [], "intent_ranking": [{"name": "greet", "confidence": 0.8}]}))
+                Json(
+                    json!({"text": b["text"], "intent": {"name": "greet", "confidence": 0.8},
+                    "entities": [], "intent_ranking": [{"name": "greet", "confidence": 0.8}]}),
+                )
             }
         }),
     );
@@ -107,13 +109,18 @@ async fn a_remote_nlu_server_parses_instead() {
         let _ = axum::serve(listener, app).await;
     });
     let s = Server::with(Options {
-        endpoints: Some(format!("nlu:\n  url: http://{addr}/nlu\n  token: nlu-secret\n")),
+        endpoints: Some(format!(
+            "nlu:\n  url: http://{addr}/nlu\n  token: nlu-secret\n"
+        )),
         ..Options::default()
     })
     .await;
     assert_eq!(say(&s, "carla", "bonjour").await, ["Hello!"]);
     let t = s.tracker("carla", "").await;
-    assert_eq!(t["latest_message"]["intent"], json!({"name": "greet", "confidence": 0.8}));
+    assert_eq!(
+        t["latest_message"]["intent"],
+        json!({"name": "greet", "confidence": 0.8})
+    );
     assert_eq!(parse(&s, "salut").await["intent"]["name"], "greet");
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
