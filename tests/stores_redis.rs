@@ -309,6 +309,16 @@ async fn redis_down_fails_cleanly_and_recovers() {
             Err(e) => panic!("Redis did not come back: {e}"),
         }
     }
+    // The tracker store's own connection comes back too (a read first: its first call
+    // after the restart may still fail).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while trackers.retrieve("y").await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the tracker store did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     trackers.append("y", &events).await.unwrap();
     assert_eq!(trackers.retrieve("y").await.unwrap(), Some(events));
 }

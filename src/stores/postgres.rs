@@ -10,13 +10,14 @@
 //! the request is kept. The pool reconnects by itself when the database is back.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{
     decode_event, ConversationPage, ConversationQuery, ConversationSummary, EventRow, StoreError,
@@ -265,7 +266,10 @@ impl PostgresTrackerStore {
         let pool = connect_pool(cfg).await?;
         migrate(&pool, MIGRATIONS).await?;
         let (writer, rx) = mpsc::channel(4096);
-        tokio::spawn(writer_loop(pool.clone(), rx));
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WRITERS {
+            tokio::spawn(writer_loop(pool.clone(), rx.clone()));
+        }
         Ok(PostgresTrackerStore { pool, writer })
     }
 
@@ -383,6 +387,18 @@ impl CommitError {
 
 async fn commit_jobs(pool: &PgPool, jobs: &[&WriteJob]) -> Result<(), CommitError> {
     let run = async {
+        if jobs.iter().all(|j| matches!(j.kind, WriteKind::Append)) {
+            // Appends only: one INSERT statement is atomic by itself (one round trip
+            // instead of BEGIN, INSERT, COMMIT).
+            let rows: Vec<(&str, &EventRow)> = jobs
+                .iter()
+                .flat_map(|j| j.rows.iter().map(|r| (j.sender_id.as_str(), r)))
+                .collect();
+            if rows.is_empty() {
+                return Ok(());
+            }
+            return insert_rows(pool, &rows).await;
+        }
         let mut tx = pool.begin().await?;
         apply_jobs(&mut tx, jobs).await?;
         tx.commit().await
@@ -398,18 +414,30 @@ async fn commit_jobs(pool: &PgPool, jobs: &[&WriteJob]) -> Result<(), CommitErro
     }
 }
 
+/// Writer tasks committing at once. Jobs of one conversation never wait in the queue
+/// together (the conversation lock is held until its write returns), so writers may
+/// commit side by side without reordering a conversation's events.
+const WRITERS: usize = 4;
+
 /// Group commit: whatever appends and replaces wait are committed in one transaction,
 /// so that concurrent requests share one commit (and disk flush) instead of paying one
 /// each. A job is acknowledged only after its transaction committed.
-async fn writer_loop(pool: PgPool, mut rx: mpsc::Receiver<WriteJob>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+async fn writer_loop(pool: PgPool, rx: Arc<Mutex<mpsc::Receiver<WriteJob>>>) {
+    loop {
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
             }
-        }
+            batch
+        };
         let all: Vec<&WriteJob> = batch.iter().collect();
         match commit_jobs(&pool, &all).await {
             Ok(()) => {
