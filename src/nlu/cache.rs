@@ -165,7 +165,11 @@ impl R<'_> {
         for _ in 0..n {
             let k = self.str()?;
             let i = u32::try_from(self.u64()?).ok()?;
-            m.insert(k, i);
+            // Every index must point into the weights: a corrupt file is refused here
+            // rather than indexing out of bounds later.
+            if i as usize >= n || m.insert(k, i).is_some() {
+                return None;
+            }
         }
         Some(m)
     }

@@ -407,9 +407,18 @@ mod tests {
                 .count(),
             2
         );
-        // A corrupt file is ignored.
+        // A corrupt file is ignored: garbage, or a vocabulary index out of range.
         let key = cache::key(&trained.config, &d.nlu);
-        std::fs::write(cache::path(dir.path(), &key), b"garbage").unwrap();
+        let file = cache::path(dir.path(), &key);
+        let good = std::fs::read(&file).unwrap();
+        let mut bad = good.clone();
+        // The first vocabulary entry's index sits after magic, seconds, count, key.
+        let count: [u8; 8] = bad[22..30].try_into().unwrap();
+        let klen = u64::from_le_bytes(bad[30..38].try_into().unwrap()) as usize;
+        bad[38 + klen..46 + klen].copy_from_slice(&count);
+        assert!(cache::decode(&bad, &trained.config).is_none());
+        assert!(cache::decode(&good, &trained.config).is_some());
+        std::fs::write(&file, b"garbage").unwrap();
         let again = NluModel::load_or_train(&config, &d.nlu, dir.path()).unwrap();
         assert_eq!(again.parse("hello"), trained.parse("hello"));
     }
