@@ -311,5 +311,28 @@ pub fn store(file: &Path, learned: &Learned) {
     })();
     if let Err(e) = result {
         tracing::warn!(file = %file.display(), "could not cache the NLU model: {e}");
+        return;
+    }
+    // In the project's own folder, older models (of earlier data or configs) are
+    // removed, so edits do not pile up files; a shared PALAVER_NLU_CACHE folder may hold
+    // other projects' models and is left alone.
+    if std::env::var_os("PALAVER_NLU_CACHE").is_none() {
+        remove_others(file);
+    }
+}
+
+fn remove_others(file: &Path) {
+    let (Some(dir), Some(keep)) = (file.parent(), file.file_name()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        if name != keep && n.starts_with("nlu-") && n.ends_with(".bin") {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }

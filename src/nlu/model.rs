@@ -396,17 +396,20 @@ mod tests {
         for text in ["hello", "fly from Oslo to Madrid", "who are you"] {
             assert_eq!(trained.parse(text), loaded.parse(text));
         }
-        // Other data: another cache file, not the old model.
+        // Other data: another cache file, not the old model, which is removed.
         let mut d2 = d.nlu.clone();
         d2.examples.truncate(8);
         let other = NluModel::load_or_train(&config, &d2, dir.path()).unwrap();
         assert_eq!(other.classifier.as_ref().unwrap().classes.len(), 2);
-        assert_eq!(
-            std::fs::read_dir(dir.path().join(".palaver/nlu"))
-                .unwrap()
-                .count(),
-            2
-        );
+        let names: Vec<_> = std::fs::read_dir(dir.path().join(".palaver/nlu"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        let expected = cache::path(dir.path(), &cache::key(&other.config, &d2));
+        assert_eq!(names, [expected.file_name().unwrap().to_owned()]);
+        // Back to the first data: trained again and cached again.
+        let _ = NluModel::load_or_train(&config, &d.nlu, dir.path()).unwrap();
         // A corrupt file is ignored: garbage, or a vocabulary index out of range.
         let key = cache::key(&trained.config, &d.nlu);
         let file = cache::path(dir.path(), &key);
