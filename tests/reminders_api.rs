@@ -379,3 +379,41 @@ async fn reminders_and_trigger_intent_push_to_the_callback_channel() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_1x_reminder_naming_an_action_runs_it() {
+    let s = start().await;
+    post(
+        &s,
+        "legacy",
+        json!({"event": "reminder", "action": "utter_greet", "date_time": at(0.5),
+            "name": "old", "kill_on_user_msg": false}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut t = all_events(&s, "legacy").await;
+    while bot_texts(&t).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        t = all_events(&s, "legacy").await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let t = all_events(&s, "legacy").await;
+    assert_eq!(bot_texts(&t), vec!["Hello!"], "{t}");
+    assert!(externals(&t).is_empty());
+    let actions: Vec<&str> = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "action")
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            "action_session_start",
+            "action_listen",
+            "utter_greet",
+            "action_listen"
+        ]
+    );
+}

@@ -20,7 +20,7 @@ use tokio::sync::{watch, Semaphore};
 use super::{ReminderStore, Reminders, ScheduledReminder};
 use crate::channels::{CollectingOutputChannel, OutputChannel};
 use crate::events::{EventKind, ACTION_LISTEN};
-use crate::processor::messages::{predict_and_run, run_action, update_session, Prediction};
+use crate::processor::messages::{run_action, update_session, Prediction};
 use crate::server::dialogue::{external_entities, trigger_external};
 use crate::server::AppState;
 use crate::stores::StoreError;
@@ -191,7 +191,8 @@ pub async fn fire(
             trigger_external(&mut txn, intent, entities, out.as_ref()).await;
         }
         (None, Some(action)) => {
-            // A 1.x reminder: run its action, then predict as usual.
+            // A 1.x reminder names an action instead of an intent: run it and listen
+            // (Rasa 3's policies have no rule for what follows it).
             let more = run_action(
                 &mut txn,
                 action,
@@ -200,7 +201,7 @@ pub async fn fire(
             )
             .await;
             if more && txn.tracker().latest_action_name() != Some(ACTION_LISTEN) {
-                predict_and_run(&mut txn, out.as_ref()).await;
+                txn.log(crate::events::Event::action(ACTION_LISTEN, None, None));
             }
         }
         (None, None) => {
