@@ -293,3 +293,49 @@ async fn liveness_and_readiness() {
     assert_eq!(body["checks"]["model"], "no bot is loaded");
     assert_eq!(s.get("/health/live").await.0, 200);
 }
+
+/// Waits (up to 20 s) until `palaver_pending_reminders` reads `want`.
+async fn wait_for_pending_reminders(s: &Server, want: f64) {
+    for _ in 0..100 {
+        if metric(&scrape(s).await, "palaver_pending_reminders", &[]) == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("palaver_pending_reminders never became {want}");
+}
+
+/// `palaver_pending_reminders` follows the reminder store: up when one is scheduled,
+/// down when it is cancelled (the scheduler recounts every few seconds).
+#[tokio::test]
+async fn pending_reminders_gauge_follows_the_store() {
+    let s = Server::with(Options {
+        args: vec!["--metrics".into()],
+        ..Options::default()
+    })
+    .await;
+    let due = (chrono::Local::now() + chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    for name in ["first", "second"] {
+        let (status, body) = s
+            .post_events(
+                "alice",
+                &json!({"event": "reminder", "intent": "greet", "name": name,
+                        "date_time": due, "kill_on_user_msg": false}),
+                "&execute_side_effects=true&include_events=NONE",
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    wait_for_pending_reminders(&s, 2.0).await;
+    let (status, body) = s
+        .post_events(
+            "alice",
+            &json!({"event": "cancel_reminder", "name": "first"}),
+            "&execute_side_effects=true&include_events=NONE",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_pending_reminders(&s, 1.0).await;
+}
