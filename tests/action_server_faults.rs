@@ -37,16 +37,9 @@ async fn start(endpoints: String) -> Server {
 }
 
 async fn say(server: &Server, sender: &str, message: &str) -> Vec<String> {
-    let (status, body) = common::send(
-        server
-            .client
-            .post(server.url("/webhooks/rest/webhook"))
-            .json(&json!({"sender": sender, "message": message})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body.as_array()
-        .expect("a list")
+    server
+        .say(sender, message)
+        .await
         .iter()
         .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
         .collect()

@@ -16,15 +16,8 @@ fn bot(name: &str) -> PathBuf {
 }
 
 async fn say(s: &Server, sender: &str, text: &str) -> Vec<String> {
-    let (status, body) = send(
-        s.client
-            .post(s.url("/webhooks/rest/webhook"))
-            .json(&json!({"sender": sender, "message": text})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body.as_array()
-        .unwrap()
+    s.say(sender, text)
+        .await
         .iter()
         .filter_map(|m| m["text"].as_str().map(str::to_owned))
         .collect()

@@ -14,14 +14,7 @@ async fn list(s: &Server, query: &str) -> (u16, Value) {
 }
 
 async fn rest_message(s: &Server, sender: &str, text: &str) -> Value {
-    let (status, body) = send(
-        s.client
-            .post(s.url("/webhooks/rest/webhook"))
-            .json(&json!({"sender": sender, "message": text})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body
+    Value::from(s.say(sender, text).await)
 }
 
 fn ids(page: &Value) -> Vec<&str> {

@@ -21,15 +21,7 @@ async fn start() -> Server {
 }
 
 async fn say(server: &Server, sender: &str, message: &str) -> Vec<Value> {
-    let (status, body) = common::send(
-        server
-            .client
-            .post(server.url("/webhooks/rest/webhook"))
-            .json(&json!({"sender": sender, "message": message})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body.as_array().cloned().expect("a list")
+    server.say(sender, message).await
 }
 
 fn texts(messages: &[Value]) -> Vec<&str> {

@@ -177,6 +177,21 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    /// `POST /webhooks/rest/webhook` with `{"sender", "message"}`: asserts a 200 and
+    /// gives the bot's messages (one place for what most test files need).
+    pub async fn say(&self, sender: &str, message: &str) -> Vec<Value> {
+        let (status, body) = send(
+            self.client
+                .post(self.url("/webhooks/rest/webhook"))
+                .json(&serde_json::json!({"sender": sender, "message": message})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body.as_array()
+            .cloned()
+            .expect("the REST channel answers with a list")
+    }
+
     /// `POST /conversations/{id}/tracker/events?token=...` with extra query.
     pub async fn post_events(&self, id: &str, body: &Value, query: &str) -> (u16, Value) {
         let url = self.url(&format!(
