@@ -287,6 +287,34 @@ impl Reminders {
     }
 }
 
+/// A reminder from a `palaver_reminders` row: one reading for the SQL stores (SQLite and
+/// PostgreSQL have the same columns); `unavailable` words a column error as its store does.
+pub(crate) fn from_sql_row<'r, R>(
+    row: &'r R,
+    unavailable: fn(sqlx::Error) -> StoreError,
+) -> Result<ScheduledReminder, StoreError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let entities: String = row.try_get("entities").map_err(unavailable)?;
+    Ok(ScheduledReminder {
+        id: row.try_get("id").map_err(unavailable)?,
+        sender_id: row.try_get("sender_id").map_err(unavailable)?,
+        name: row.try_get("name").map_err(unavailable)?,
+        intent: row.try_get("intent").map_err(unavailable)?,
+        entities: serde_json::from_str(&entities)
+            .map_err(|e| StoreError::Corrupt(format!("reminder entities: {e}")))?,
+        due_at: row.try_get("due_at").map_err(unavailable)?,
+        kill_on_user_msg: row.try_get("kill_on_user_msg").map_err(unavailable)?,
+        output_channel: row.try_get("output_channel").map_err(unavailable)?,
+        legacy_action: row.try_get("legacy_action").map_err(unavailable)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgRow};
-use sqlx::Row;
 
 use super::{CancelFilter, ReminderOp, ReminderStore, ScheduledReminder};
 use crate::stores::StoreError;
@@ -70,19 +69,7 @@ impl PostgresReminderStore {
 }
 
 fn from_row(row: &PgRow) -> Result<ScheduledReminder, StoreError> {
-    let entities: String = row.try_get("entities").map_err(unavailable)?;
-    Ok(ScheduledReminder {
-        id: row.try_get("id").map_err(unavailable)?,
-        sender_id: row.try_get("sender_id").map_err(unavailable)?,
-        name: row.try_get("name").map_err(unavailable)?,
-        intent: row.try_get("intent").map_err(unavailable)?,
-        entities: serde_json::from_str(&entities)
-            .map_err(|e| StoreError::Corrupt(format!("reminder entities: {e}")))?,
-        due_at: row.try_get("due_at").map_err(unavailable)?,
-        kill_on_user_msg: row.try_get("kill_on_user_msg").map_err(unavailable)?,
-        output_channel: row.try_get("output_channel").map_err(unavailable)?,
-        legacy_action: row.try_get("legacy_action").map_err(unavailable)?,
-    })
+    super::from_sql_row(row, unavailable)
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;

@@ -13,7 +13,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 
 use super::{CancelFilter, ReminderOp, ReminderStore, ScheduledReminder};
 use crate::stores::sqlite::WRITE_GATE;
@@ -57,19 +57,7 @@ impl SqliteReminderStore {
 }
 
 fn from_row(row: &SqliteRow) -> Result<ScheduledReminder, StoreError> {
-    let entities: String = row.try_get("entities").map_err(unavailable)?;
-    Ok(ScheduledReminder {
-        id: row.try_get("id").map_err(unavailable)?,
-        sender_id: row.try_get("sender_id").map_err(unavailable)?,
-        name: row.try_get("name").map_err(unavailable)?,
-        intent: row.try_get("intent").map_err(unavailable)?,
-        entities: serde_json::from_str(&entities)
-            .map_err(|e| StoreError::Corrupt(format!("reminder entities: {e}")))?,
-        due_at: row.try_get("due_at").map_err(unavailable)?,
-        kill_on_user_msg: row.try_get("kill_on_user_msg").map_err(unavailable)?,
-        output_channel: row.try_get("output_channel").map_err(unavailable)?,
-        legacy_action: row.try_get("legacy_action").map_err(unavailable)?,
-    })
+    super::from_sql_row(row, unavailable)
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
