@@ -234,6 +234,44 @@ pub(crate) mod tests {
         }
     }
 
+    /// Schedules 300 reminders through the first handle, then claims them from all
+    /// handles at once: each is claimed exactly once. (Reminders of senders not named
+    /// `s<i>`, left by a contract run on the same store, are not counted.)
+    pub(crate) async fn claims_exclusively(
+        handles: Vec<(&'static str, std::sync::Arc<dyn ReminderStore>)>,
+    ) {
+        for i in 0..300 {
+            let r = reminder(&format!("s{i}"), "n", i as f64);
+            handles[0].1.schedule(&r).await.unwrap();
+        }
+        let mut tasks = Vec::new();
+        for (who, store) in handles {
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let batch = store.claim_due(1e9, 7, who, 2e9).await.unwrap();
+                    if batch.is_empty() {
+                        return got;
+                    }
+                    got.extend(
+                        batch
+                            .into_iter()
+                            .filter(|r| r.sender_id.starts_with('s'))
+                            .map(|r| r.sender_id),
+                    );
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort();
+        let n = all.len();
+        all.dedup();
+        assert_eq!((n, all.len()), (300, 300));
+    }
+
     /// The behaviour every [`ReminderStore`] must have.
     pub(crate) async fn contract(store: &dyn ReminderStore) {
         // Names are scoped to a conversation; the same name replaces.

@@ -388,38 +388,10 @@ mod tests {
         let store = RedisReminderStore::new(conn.clone(), prefix.clone());
         super::super::memory::tests::contract(&store).await;
 
-        let a = std::sync::Arc::new(store);
+        let a: std::sync::Arc<dyn ReminderStore> = std::sync::Arc::new(store);
         let b = std::sync::Arc::new(RedisReminderStore::new(conn.clone(), prefix.clone()));
-        for i in 0..300 {
-            let r = super::super::memory::tests::reminder(&format!("s{i}"), "n", i as f64);
-            a.schedule(&r).await.unwrap();
-        }
-        let mut tasks = Vec::new();
-        for (who, store) in [("a", a.clone()), ("b", b.clone()), ("c", a.clone())] {
-            tasks.push(tokio::spawn(async move {
-                let mut got = Vec::new();
-                loop {
-                    let batch = store.claim_due(1e9, 7, who, 2e9).await.unwrap();
-                    if batch.is_empty() {
-                        return got;
-                    }
-                    got.extend(
-                        batch
-                            .into_iter()
-                            .filter(|r| r.sender_id.starts_with('s'))
-                            .map(|r| r.sender_id),
-                    );
-                }
-            }));
-        }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.unwrap());
-        }
-        all.sort();
-        let n = all.len();
-        all.dedup();
-        assert_eq!((n, all.len()), (300, 300));
+        super::super::memory::tests::claims_exclusively(vec![("a", a.clone()), ("b", b), ("c", a)])
+            .await;
         // Clean up the test's keys.
         let mut conn = conn;
         let keys: Vec<String> = redis::cmd("KEYS")
