@@ -18,7 +18,7 @@ use super::pipeline::PipelineConfig;
 use super::tagger::{EntityLabel, EntityTagger};
 use crate::training_data::NluData;
 
-const MAGIC: &[u8] = b"PALAVER-NLU-2\n";
+const MAGIC: &[u8] = b"PALAVER-NLU-3\n";
 
 /// The cache key of a pipeline trained on `data`.
 pub fn key(config: &PipelineConfig, data: &NluData) -> String {
@@ -76,6 +76,9 @@ pub struct Learned {
     pub classifier: Option<LinearClassifier>,
     /// The tagger.
     pub tagger: Option<EntityTagger>,
+    /// The response selectors' classifiers, one per `ResponseSelector` of the pipeline
+    /// (`None`: the selector had nothing to learn).
+    pub selectors: Vec<Option<LinearClassifier>>,
     /// Training time of the original training, seconds.
     pub training_seconds: f64,
 }
@@ -105,6 +108,15 @@ impl W {
         for x in v {
             self.0.extend_from_slice(&x.to_le_bytes());
         }
+    }
+    fn classifier(&mut self, c: &LinearClassifier) {
+        self.u64(c.classes.len() as u64);
+        for name in &c.classes {
+            self.str(name);
+        }
+        self.u64(c.dim as u64);
+        self.f32s(&c.w);
+        self.f32s(&c.b);
     }
     fn vocab(&mut self, v: &HashMap<String, u32>) {
         let mut items: Vec<(&String, &u32)> = v.iter().collect();
@@ -159,6 +171,17 @@ impl R<'_> {
                 .collect(),
         )
     }
+    fn classifier(&mut self) -> Option<LinearClassifier> {
+        let k = self.len()?;
+        let classes = (0..k).map(|_| self.str()).collect::<Option<Vec<_>>>()?;
+        let dim = self.u64()? as usize;
+        let w = self.f32s()?;
+        let b = self.f32s()?;
+        if w.len() != dim.checked_mul(k)? || b.len() != k {
+            return None;
+        }
+        Some(LinearClassifier { classes, dim, w, b })
+    }
     fn vocab(&mut self) -> Option<HashMap<String, u32>> {
         let n = self.len()?;
         let mut m = HashMap::with_capacity(n);
@@ -211,6 +234,16 @@ pub fn encode(l: &Learned) -> Vec<u8> {
             w.f32s(&t.w);
         }
         None => w.0.push(0),
+    }
+    w.u64(l.selectors.len() as u64);
+    for s in &l.selectors {
+        match s {
+            Some(c) => {
+                w.0.push(1);
+                w.classifier(c);
+            }
+            None => w.0.push(0),
+        }
     }
     w.0
 }
@@ -277,6 +310,17 @@ pub fn decode(bytes: &[u8], config: &PipelineConfig) -> Option<Learned> {
             })
         }
     };
+    let n = r.u64()? as usize;
+    if n != config.selectors.len() {
+        return None;
+    }
+    let mut selectors = Vec::with_capacity(n);
+    for _ in 0..n {
+        selectors.push(match r.u8()? {
+            0 => None,
+            _ => Some(r.classifier()?),
+        });
+    }
     if !r.0.is_empty() {
         return None;
     }
@@ -284,6 +328,7 @@ pub fn decode(bytes: &[u8], config: &PipelineConfig) -> Option<Learned> {
         featurizer,
         classifier,
         tagger,
+        selectors,
         training_seconds,
     })
 }

@@ -11,6 +11,7 @@
 //! * [`intent`]: a linear classifier with calibrated confidences;
 //! * [`fallback`]: `FallbackClassifier` (`nlu_fallback`);
 //! * [`tagger`], [`regex_entities`]: entity extraction; [`synonyms`]: synonym mapping;
+//! * [`selector`]: `ResponseSelector` (the response key of a retrieval intent);
 //! * [`pipeline`] maps config.yml to these; [`model`] trains and runs them.
 
 pub mod cache;
@@ -23,6 +24,7 @@ pub mod pipeline;
 pub mod regex_entities;
 pub mod remote;
 mod rng;
+pub mod selector;
 pub mod synonyms;
 pub mod tagger;
 pub mod tokenizer;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::cache;
 use super::fallback::NLU_FALLBACK;
@@ -13,6 +13,7 @@ use super::features::{compile_patterns, Featurizer, Pattern};
 use super::intent::LinearClassifier;
 use super::pipeline::{self, PipelineConfig};
 use super::regex_entities::RegexEntityExtractor;
+use super::selector::{self, ResponseSelector};
 use super::synonyms::SynonymMapper;
 use super::tagger::{EntityTagger, TaggedExample};
 use super::tokenizer::{tokenize, Token};
@@ -36,6 +37,10 @@ pub struct NluModel {
     pub regex_extractor: Option<RegexEntityExtractor>,
     /// `EntitySynonymMapper`.
     pub synonyms: Option<SynonymMapper>,
+    /// `ResponseSelector`s, in pipeline order.
+    pub selectors: Vec<ResponseSelector>,
+    /// The responses of retrieval intents the selectors report (`NluData::responses`).
+    pub responses: Map<String, Value>,
     /// Things worth telling the user about the training (invalid regexes, ...).
     pub warnings: Vec<String>,
     /// Seconds spent training.
@@ -75,6 +80,11 @@ impl NluModel {
                 featurizer: model.featurizer.clone(),
                 classifier: model.classifier.clone(),
                 tagger: model.tagger.clone(),
+                selectors: model
+                    .selectors
+                    .iter()
+                    .map(|s| s.classifier.clone())
+                    .collect(),
                 training_seconds: model.training_seconds,
             },
         );
@@ -93,6 +103,12 @@ impl NluModel {
         for w in &warnings {
             tracing::warn!("NLU: {w}");
         }
+        let selectors = config
+            .selectors
+            .iter()
+            .zip(learned.selectors)
+            .map(|(sc, c)| ResponseSelector::from_parts(sc.clone(), c, data))
+            .collect();
         NluModel {
             config,
             patterns,
@@ -101,6 +117,8 @@ impl NluModel {
             tagger: learned.tagger,
             regex_extractor,
             synonyms,
+            selectors,
+            responses: data.responses.clone(),
             warnings,
             training_seconds: learned.training_seconds,
         }
@@ -167,6 +185,16 @@ impl NluModel {
             }
             LinearClassifier::train(classes, featurizer.dim(), &xs, &ys, cc)
         });
+        let selectors: Vec<ResponseSelector> = config
+            .selectors
+            .iter()
+            .map(|sc| {
+                if large {
+                    tracing::info!(selector = sc.key(), "NLU: training the response selector");
+                }
+                ResponseSelector::train(sc.clone(), data, &xs, featurizer.dim())
+            })
+            .collect();
         let tagger = config.tagger.as_ref().and_then(|tc| {
             if large {
                 tracing::info!("NLU: training the entity tagger");
@@ -204,6 +232,8 @@ impl NluModel {
             tagger,
             regex_extractor,
             synonyms,
+            selectors,
+            responses: data.responses.clone(),
             warnings,
             training_seconds,
         })
@@ -240,7 +270,8 @@ impl NluModel {
     }
 
     /// Rasa's parse data of a text: `text`, `intent`, `entities`, `text_tokens`,
-    /// `intent_ranking` (top `ranking_length`, after `nlu_fallback` when it applies).
+    /// `intent_ranking` (top `ranking_length`, after `nlu_fallback` when it applies),
+    /// `response_selector` when the pipeline has a `ResponseSelector`.
     pub fn parse(&self, text: &str) -> JsonMap {
         let tokens = tokenize(text);
         let mut ranking: Vec<(String, f64)> = if tokens.is_empty() {
@@ -280,6 +311,14 @@ impl NluModel {
         if self.classifier.is_some() {
             p.insert("intent_ranking".into(), Value::Array(ranking_json));
         }
+        if !self.selectors.is_empty() {
+            let x = (!tokens.is_empty())
+                .then(|| self.featurizer.transform(text, &tokens, &self.patterns));
+            p.insert(
+                "response_selector".into(),
+                selector::response_selector_json(&self.selectors, x.as_ref(), &self.responses),
+            );
+        }
         p
     }
 
@@ -303,6 +342,12 @@ impl NluModel {
         self.featurizer.memory()
             + self.classifier.as_ref().map_or(0, LinearClassifier::memory)
             + self.tagger.as_ref().map_or(0, EntityTagger::memory)
+            + self
+                .selectors
+                .iter()
+                .filter_map(|s| s.classifier.as_ref())
+                .map(LinearClassifier::memory)
+                .sum::<usize>()
     }
 }
 
@@ -382,12 +427,57 @@ mod tests {
     }
 
     #[test]
+    fn response_selectors_in_the_parse() {
+        // Rasa's default pipeline (no `pipeline:`) has a default ResponseSelector.
+        let mut d = TrainingData::from_yaml(DATA).unwrap();
+        d.nlu
+            .responses
+            .insert("utter_faq/ask_name".into(), json!([{"text": "palaver"}]));
+        let m = NluModel::train(&json!({}), &d.nlu).unwrap();
+        let p = m.parse("who are you");
+        assert_eq!(p["intent"]["name"], "faq");
+        let rs = &p["response_selector"];
+        assert_eq!(rs["all_retrieval_intents"], json!(["faq"]));
+        assert_eq!(
+            rs["default"]["response"],
+            json!({"responses": [{"text": "palaver"}], "confidence": 1.0,
+                   "intent_response_key": "faq/ask_name", "utter_action": "utter_faq/ask_name"})
+        );
+        assert_eq!(
+            rs["default"]["ranking"],
+            json!([{"confidence": 1.0, "intent_response_key": "faq/ask_name"}])
+        );
+        // No tokens: no prediction.
+        assert_eq!(
+            m.parse("  ")["response_selector"]["default"]["response"]["utter_action"],
+            "utter_None"
+        );
+        // Data without retrieval intents: Rasa's untrained selector output.
+        let plain = TrainingData::from_yaml(
+            "nlu:\n- intent: a\n  examples: |\n    - x\n- intent: b\n  examples: |\n    - y\n",
+        )
+        .unwrap();
+        let m = NluModel::train(&json!({}), &plain.nlu).unwrap();
+        assert_eq!(
+            m.parse("x")["response_selector"],
+            json!({"all_retrieval_intents": [], "default": {"response": {"responses": null,
+                "confidence": 0.0, "intent_response_key": null, "utter_action": "utter_None"},
+                "ranking": []}})
+        );
+        // No ResponseSelector in the pipeline: no key.
+        let m =
+            NluModel::train(&json!({"pipeline": [{"name": "DIETClassifier"}]}), &d.nlu).unwrap();
+        assert!(m.parse("who are you").get("response_selector").is_none());
+    }
+
+    #[test]
     fn cached_model_parses_like_the_trained_one() {
         let dir = tempfile::tempdir().unwrap();
         let d = TrainingData::from_yaml(DATA).unwrap();
-        let config =
-            json!({"pipeline": [{"name": "DIETClassifier"}, {"name": "RegexEntityExtractor"}]});
+        let config = json!({"pipeline": [{"name": "DIETClassifier"}, {"name": "RegexEntityExtractor"},
+            {"name": "ResponseSelector"}]});
         let trained = NluModel::load_or_train(&config, &d.nlu, dir.path()).unwrap();
+        assert!(trained.selectors[0].classifier.is_some());
         let files: Vec<_> = std::fs::read_dir(dir.path().join(".palaver/nlu"))
             .unwrap()
             .collect();

@@ -16,6 +16,7 @@ use super::fallback::FallbackConfig;
 use super::features::{Analyzer, FeaturizerConfig, NgramConfig};
 use super::intent::ClassifierConfig;
 use super::regex_entities::RegexExtractorConfig;
+use super::selector::SelectorConfig;
 
 /// The entity tagger's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,12 +44,18 @@ pub struct PipelineConfig {
     pub fallback: Option<FallbackConfig>,
     /// Intents ranked in `intent_ranking` (Rasa's `ranking_length`, 10).
     pub ranking_length: usize,
+    /// `ResponseSelector`s, in pipeline order.
+    #[serde(default)]
+    pub selectors: Vec<SelectorConfig>,
 }
 
 impl PipelineConfig {
     /// Whether the pipeline does anything with free text.
     pub fn is_empty(&self) -> bool {
-        self.classifier.is_none() && self.tagger.is_none() && self.regex_extractor.is_none()
+        self.classifier.is_none()
+            && self.tagger.is_none()
+            && self.regex_extractor.is_none()
+            && self.selectors.is_empty()
     }
 }
 
@@ -119,6 +126,7 @@ pub fn from_config(config: &Value) -> Option<PipelineConfig> {
         synonyms: false,
         fallback: None,
         ranking_length: 10,
+        selectors: Vec::new(),
     };
     let mut seed = None;
     for c in &items {
@@ -228,10 +236,28 @@ pub fn from_config(config: &Value) -> Option<PipelineConfig> {
                         .unwrap_or(d.ambiguity_threshold),
                 });
             }
-            "ResponseSelector" => warn_once(
-                short,
-                "pipeline: ResponseSelector is not supported by palaver yet; retrieval intents are classified by their base intent only",
-            ),
+            "ResponseSelector" => {
+                let mut sc = SelectorConfig {
+                    retrieval_intent: c
+                        .get("retrieval_intent")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    ..SelectorConfig::default()
+                };
+                if let Some(n) = opt_usize(c, "ranking_length") {
+                    sc.ranking_length = n;
+                }
+                if let Some(s) = c.get("random_seed").and_then(Value::as_u64) {
+                    sc.classifier.seed = s;
+                }
+                if opt_bool(c, "use_text_as_label") == Some(true) {
+                    warn_once(
+                        "ResponseSelector:use_text_as_label",
+                        "pipeline: ResponseSelector's use_text_as_label is not used by palaver; it learns the response keys",
+                    );
+                }
+                p.selectors.push(sc);
+            }
             "" => warn_once("pipeline:nameless", "pipeline: a component without a name is ignored"),
             other => warn_once(
                 other,
@@ -271,6 +297,25 @@ mod tests {
         assert!(p.featurizer.patterns && p.synonyms);
         assert_eq!(p.classifier.as_ref().map(|c| c.seed), Some(42));
         assert!(p.tagger.is_none() && p.fallback.is_none());
+        assert!(p.selectors.is_empty());
+    }
+
+    #[test]
+    fn maps_response_selectors() {
+        let p = from_config(&json!({"pipeline": [{"name": "DIETClassifier"},
+            {"name": "ResponseSelector", "retrieval_intent": "faq", "ranking_length": 3,
+             "random_seed": 7},
+            {"name": "ResponseSelector"}]}))
+        .unwrap();
+        assert_eq!(p.selectors.len(), 2);
+        assert_eq!(p.selectors[0].key(), "faq");
+        assert_eq!(p.selectors[0].ranking_length, 3);
+        assert_eq!(p.selectors[0].classifier.seed, 7);
+        assert_eq!(p.selectors[1].key(), "default");
+        assert_eq!(p.selectors[1].ranking_length, 10);
+        // Rasa's default pipeline has one default selector.
+        let p = from_config(&json!({})).unwrap();
+        assert_eq!(p.selectors, [SelectorConfig::default()]);
     }
 
     #[test]

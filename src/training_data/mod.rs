@@ -147,6 +147,7 @@ impl TrainingData {
             Some(Value::Object(r)) => {
                 for (k, v) in r {
                     self.responses.insert(k.clone(), v.clone());
+                    self.nlu.responses.insert(k.clone(), v.clone());
                 }
             }
             Some(other) => {

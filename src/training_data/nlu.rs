@@ -92,6 +92,11 @@ pub struct NluData {
     pub regexes: Vec<RegexFeature>,
     /// Lookup tables.
     pub lookups: Vec<LookupTable>,
+    /// Responses of retrieval intents (`utter_faq/ask_name`), Rasa's
+    /// `TrainingData.responses`: the `responses:` of the data files, plus the domain's
+    /// retrieval responses once the project is loaded. The response selector reports
+    /// them with its prediction.
+    pub responses: Map<String, Value>,
 }
 
 impl NluData {
