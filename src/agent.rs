@@ -100,7 +100,7 @@ impl Agent {
                 ))
             })?,
         };
-        let domain = Domain::load(&domain_path)?;
+        let mut domain = Domain::load(&domain_path)?;
         let config_path = config
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dir.join("config.yml"));
@@ -110,8 +110,9 @@ impl Agent {
             Value::Null
         };
         let data_dir = dir.join("data");
-        let data = crate::training_data::load(&data_dir)
+        let mut data = crate::training_data::load(&data_dir)
             .map_err(|e| ProjectError::Invalid(e.to_string()))?;
+        merge_retrieval_data(&mut domain, &mut data);
         let policies = PolicyEnsemble::train(&config, &domain, &data)
             .map_err(|e| ProjectError::Invalid(e.to_string()))?;
         let remote_nlu = RemoteNlu::from_endpoints(endpoints);
@@ -163,6 +164,24 @@ impl Agent {
                     .insert("assistant_id".into(), Value::String(assistant.clone()));
             }
         }
+    }
+}
+
+/// What Rasa's `ResponsesSyncImporter` does between the domain and the NLU data: the
+/// domain learns the retrieval intents, their `utter_<intent>` actions and the data
+/// files' responses; the NLU data (what the response selector reports) gets the
+/// domain's retrieval responses (`utter_faq/ask_name`), which win over the data's.
+pub fn merge_retrieval_data(domain: &mut Domain, data: &mut crate::training_data::TrainingData) {
+    let domain_retrieval_responses: Vec<(String, Value)> = domain
+        .responses
+        .iter()
+        .filter(|(k, _)| k.contains(crate::nlu::selector::RESPONSE_IDENTIFIER_DELIMITER))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let retrieval = crate::nlu::selector::retrieval_intents(&data.nlu);
+    domain.merge_retrieval_intents(&retrieval, &data.responses);
+    for (k, v) in domain_retrieval_responses {
+        data.nlu.responses.insert(k, v);
     }
 }
 

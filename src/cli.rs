@@ -483,11 +483,13 @@ pub fn validate(
             ))
         })?,
     };
-    let domain = crate::domain::Domain::load(&domain_path)?;
+    let mut domain = crate::domain::Domain::load(&domain_path)?;
     let data_dir = data
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(|| project.join("data"));
-    let data = crate::training_data::load(&data_dir)?;
+    let mut data = crate::training_data::load(&data_dir)?;
+    // Rasa validates the importer's domain, which knows the retrieval intents.
+    crate::agent::merge_retrieval_data(&mut domain, &mut data);
     let issues = validate_project(&domain, &data);
     let mut errors = 0;
     for issue in &issues {

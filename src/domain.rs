@@ -457,6 +457,86 @@ impl Domain {
         self.intents.iter().any(|i| i == name) || DEFAULT_INTENTS.contains(&name)
     }
 
+    /// Adds what the NLU data says about retrieval intents, as Rasa's
+    /// `ResponsesSyncImporter.get_domain` does when it loads a project: each retrieval
+    /// intent (`faq` of `faq/ask_name` examples) becomes an intent with
+    /// `is_retrieval_intent: true` (using every entity again), its retrieval action
+    /// `utter_faq` joins the actions, and the data files' `responses:` are merged into
+    /// the domain's (a data file's response replaces a domain response of the same
+    /// name). `GET /domain` shows the result as Rasa's merged domain does.
+    pub fn merge_retrieval_intents(
+        &mut self,
+        retrieval_intents: &[String],
+        responses: &Map<String, Value>,
+    ) {
+        for ri in retrieval_intents {
+            let mut props = Map::new();
+            if let Some(existing) = self.intent_properties.get(ri) {
+                props.insert(
+                    "used_entities".into(),
+                    serde_json::json!(existing.used_entities),
+                );
+            }
+            props.insert("is_retrieval_intent".into(), Value::Bool(true));
+            let entry = (ri.clone(), Value::Object(props.clone()), String::new());
+            if let Ok(mut computed) =
+                intent_properties(&[entry], &self.entities, &self.entity_properties)
+            {
+                if let Some(p) = computed.remove(ri) {
+                    self.intent_properties.insert(ri.clone(), p);
+                }
+            }
+            if !self.intents.contains(ri) {
+                self.intents.push(ri.clone());
+            }
+            let mut item = Map::new();
+            item.insert(ri.clone(), Value::Object(props));
+            upsert_named(&mut self.raw, "intents", ri, Value::Object(item));
+            let action = format!("utter_{ri}");
+            if !self.actions.contains(&action) {
+                self.actions.push(action.clone());
+            }
+            upsert_named(
+                &mut self.raw,
+                "actions",
+                &action,
+                Value::String(action.clone()),
+            );
+        }
+        if let Some(Value::Array(intents)) = self.raw.get_mut("intents") {
+            intents.sort_by_key(|i| named_key(i).unwrap_or_default());
+        }
+        if !responses.is_empty() {
+            let raw = self
+                .raw
+                .entry("responses")
+                .or_insert_with(|| Value::Object(Map::new()));
+            for (k, v) in responses {
+                self.responses.insert(k.clone(), v.clone());
+                if let Value::Object(r) = raw {
+                    r.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+
+    /// The retrieval intents of the domain (`is_retrieval_intent`), sorted.
+    pub fn retrieval_intents(&self) -> Vec<String> {
+        self.intent_properties
+            .iter()
+            .filter(|(_, p)| p.is_retrieval_intent)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Whether `name` is the retrieval action of a retrieval intent (`utter_faq` for
+    /// `faq`), Rasa's `is_retrieval_action`.
+    pub fn is_retrieval_action(&self, name: &str) -> bool {
+        name.strip_prefix("utter_")
+            .and_then(|i| self.intent_properties.get(i))
+            .is_some_and(|p| p.is_retrieval_intent)
+    }
+
     /// Every intent Rasa knows for this domain (domain and default intents), sorted,
     /// as Rasa's `domain.intents`.
     pub fn all_intents(&self) -> Vec<String> {
@@ -708,6 +788,30 @@ fn intent_properties(
         );
     }
     Ok(out)
+}
+
+/// The name of a raw list entry (`name` or `{name: {...}}`).
+fn named_key(item: &Value) -> Option<String> {
+    match item {
+        Value::Object(o) => o.keys().next().cloned(),
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Replaces the entry named `name` of the raw list `key` in place, or appends it
+/// (Rasa's `merge_lists_of_dicts` with override).
+fn upsert_named(raw: &mut Map<String, Value>, key: &str, name: &str, item: Value) {
+    let list = raw.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(items) = list {
+        match items
+            .iter_mut()
+            .find(|e| named_key(e).as_deref() == Some(name))
+        {
+            Some(existing) => *existing = item,
+            None => items.push(item),
+        }
+    }
 }
 
 /// Merges one domain document into the raw (as written) domain map.
@@ -1124,5 +1228,50 @@ mod tests {
         let e =
             domain("slots:\n  x:\n    type: any\n    influence_conversation: true\n").unwrap_err();
         assert!(e.to_string().contains("cannot influence"), "{e}");
+    }
+
+    #[test]
+    fn retrieval_intents_join_the_domain_as_in_rasa() {
+        let mut d = domain(
+            "intents:\n  - greet\n  - faq: {use_entities: [city]}\nentities: [city, size]\n\
+             actions: [my_action]\nresponses:\n  utter_faq/ask_name: [{text: old}]\n  \
+             utter_greet: [{text: hi}]\n",
+        )
+        .unwrap();
+        assert!(d.retrieval_intents().is_empty());
+        let mut responses = Map::new();
+        responses.insert(
+            "utter_faq/ask_name".into(),
+            serde_json::json!([{"text": "new"}]),
+        );
+        responses.insert(
+            "utter_chitchat/ask_mood".into(),
+            serde_json::json!([{"text": "ok"}]),
+        );
+        d.merge_retrieval_intents(&["chitchat".into(), "faq".into()], &responses);
+        assert_eq!(d.retrieval_intents(), ["chitchat", "faq"]);
+        assert!(d.is_retrieval_action("utter_faq") && d.is_retrieval_action("utter_chitchat"));
+        assert!(!d.is_retrieval_action("utter_greet") && !d.is_retrieval_action("faq"));
+        assert!(d.intent_exists("chitchat"));
+        assert_eq!(d.actions, ["my_action", "utter_chitchat", "utter_faq"]);
+        // A data file's response replaces the domain's.
+        assert_eq!(d.responses["utter_faq/ask_name"][0]["text"], "new");
+        assert!(d
+            .action_names()
+            .contains(&"utter_chitchat/ask_mood".to_owned()));
+        // Rasa's merge keeps the internal `used_entities` of the domain's intent in the
+        // raw domain and uses every entity again.
+        assert_eq!(d.intent_properties["faq"].used_entities, ["city", "size"]);
+        let raw = d.to_json();
+        assert_eq!(
+            raw["intents"],
+            serde_json::json!([{"chitchat": {"is_retrieval_intent": true}},
+                {"faq": {"used_entities": ["city"], "is_retrieval_intent": true}}, "greet"])
+        );
+        assert_eq!(
+            raw["actions"],
+            serde_json::json!(["my_action", "utter_chitchat", "utter_faq"])
+        );
+        assert_eq!(raw["responses"]["utter_chitchat/ask_mood"][0]["text"], "ok");
     }
 }

@@ -182,7 +182,7 @@ pub fn action_run(
     let kind_label = match kind {
         None => "unknown",
         Some(ActionKind::Default(_)) => "default",
-        Some(ActionKind::Response(_)) => "response",
+        Some(ActionKind::Response(_)) | Some(ActionKind::RetrieveResponse(_)) => "response",
         Some(ActionKind::Remote(_)) => "custom",
         Some(_) => "other",
     };

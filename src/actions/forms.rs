@@ -399,6 +399,13 @@ impl Form<'_> {
                         .collect(),
                 )
             }
+            Some(ActionKind::RetrieveResponse(r)) => {
+                match super::retrieve_response(self.agent, tracker, &r, self.channel) {
+                    ActionOutcome::Events(events) => Ok(events),
+                    ActionOutcome::Rejected => Err(Abort::Rejected),
+                    ActionOutcome::Failed(why) => Err(Abort::Failed(why)),
+                }
+            }
             Some(ActionKind::Remote(r)) => {
                 let outcome = self
                     .agent

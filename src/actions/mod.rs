@@ -36,6 +36,9 @@ pub enum ActionKind {
     Default(String),
     /// An `utter_*` response of the domain.
     Response(String),
+    /// The retrieval action of a retrieval intent (`utter_faq`): sends the response
+    /// the response selector chose (Rasa's `ActionRetrieveResponse`).
+    RetrieveResponse(String),
     /// A form of the domain, run by palaver as Rasa's `FormAction`.
     Form(String),
     /// A custom action of the action server.
@@ -60,6 +63,9 @@ pub fn resolve(agent: &Agent, name: &str) -> Option<ActionKind> {
     let overridden = d.actions.iter().any(|a| a == name) || d.forms.contains_key(name);
     if DEFAULT_ACTION_NAMES.contains(&name) && !overridden {
         return Some(ActionKind::Default(name.to_owned()));
+    }
+    if name.starts_with("utter_") && d.is_retrieval_action(name) {
+        return Some(ActionKind::RetrieveResponse(name.to_owned()));
     }
     if name.starts_with("utter_") && d.responses.contains_key(name) {
         return Some(ActionKind::Response(name.to_owned()));
@@ -96,6 +102,56 @@ pub fn utter(
     )?;
     message.insert("utter_action".into(), json!(name));
     Some(nlg::bot_event(message))
+}
+
+/// Runs the retrieval action `name` (`utter_faq`) as Rasa's `ActionRetrieveResponse`:
+/// the latest message's `response_selector` entry for the retrieval intent (else the
+/// `default` one) names the full response (`utter_faq/ask_name`), which is sent like any
+/// response, its `bot` event's metadata saying `utter_action: utter_faq/ask_name`.
+///
+/// Without a `response_selector` in the parse data (an `/intent` shortcut, a remote NLU
+/// server without one) Rasa's action fails and its events are lost; with no entry for
+/// the intent, or a response the domain does not have (`utter_None` of an untrained
+/// selector), nothing is sent.
+pub fn retrieve_response(
+    agent: &Agent,
+    tracker: &DialogueStateTracker,
+    name: &str,
+    channel: Option<&str>,
+) -> ActionOutcome {
+    let latest = tracker.latest_message();
+    let Some(selector) = latest.parse_data.get("response_selector") else {
+        return ActionOutcome::Failed(format!(
+            "Encountered an exception while running action '{name}': the latest user message \
+             has no 'response_selector' in its parse data. Bot will continue, but the actions \
+             events are lost."
+        ));
+    };
+    let intent = name.strip_prefix("utter_").unwrap_or(name);
+    let Some(selected) = selector
+        .get(intent)
+        .or_else(|| selector.get(crate::nlu::selector::DEFAULT_SELECTOR))
+    else {
+        tracing::error!("Couldn't create message for response action '{name}'.");
+        return ActionOutcome::Events(Vec::new());
+    };
+    let Some(full) = selected
+        .get("response")
+        .and_then(|r| r.get("utter_action"))
+        .and_then(Value::as_str)
+    else {
+        return ActionOutcome::Failed(format!(
+            "Encountered an exception while running action '{name}': the response selector's \
+             prediction has no 'utter_action'. Bot will continue, but the actions events are lost."
+        ));
+    };
+    match utter(agent, tracker, full, channel, &JsonMap::new()) {
+        Some(bot) => ActionOutcome::Events(vec![bot]),
+        None => {
+            tracing::error!("Couldn't create message for response '{full}'.");
+            ActionOutcome::Events(Vec::new())
+        }
+    }
 }
 
 /// The events of Rasa's default `action_session_start`: `session_started`, the slots

@@ -73,10 +73,16 @@ impl Prediction {
 }
 
 /// Parse data of a message, with the message's id and metadata, as Rasa writes it.
+/// A parse (not parse data given with the message) names the full retrieval intent
+/// as Rasa's processor does ([`nlu::selector::update_full_retrieval_intent`]).
 pub fn parse_message(agent: &Agent, msg: &UserMessage, message_id: &str) -> JsonMap {
     let mut p = match &msg.parse_data {
         Some(p) => p.clone(),
-        None => nlu::parse(msg.text.as_deref(), &agent.domain, agent.nlu.as_ref()),
+        None => {
+            let mut p = nlu::parse(msg.text.as_deref(), &agent.domain, agent.nlu.as_ref());
+            nlu::selector::update_full_retrieval_intent(&mut p);
+            p
+        }
     };
     p.entry("text").or_insert_with(|| json!(msg.text));
     p.insert("message_id".into(), json!(message_id));
@@ -93,6 +99,7 @@ pub async fn parse_message_remote(agent: &Agent, msg: &UserMessage, message_id: 
     match (&agent.remote_nlu, &msg.parse_data) {
         (Some(remote), None) => {
             let mut p = remote.parse(msg.text.as_deref(), &msg.sender_id).await;
+            nlu::selector::update_full_retrieval_intent(&mut p);
             p.entry("text").or_insert_with(|| json!(msg.text));
             p.insert("message_id".into(), json!(message_id));
             p.insert(
@@ -353,6 +360,9 @@ pub async fn run_action(
                 Some(bot) => ActionOutcome::Events(vec![bot]),
                 None => ActionOutcome::Events(Vec::new()),
             }
+        }
+        Some(ActionKind::RetrieveResponse(n)) => {
+            actions::retrieve_response(&agent, &txn.tracker(), n, channel)
         }
         Some(ActionKind::Remote(n)) => {
             // The action server sees the prediction's events, not yet this action.
