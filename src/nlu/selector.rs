@@ -208,10 +208,14 @@ impl ResponseSelector {
         let label_responses = match responses.get(&utter_action) {
             Some(Value::Array(r)) if !r.is_empty() => Value::Array(r.clone()),
             _ => {
-                tracing::warn!(
-                    "Unable to fetch responses for {key} This means that there is likely an \
-                     issue with the training data.Please make sure you have added responses \
-                     for this intent."
+                // Rasa raises a Python warning: shown once per response key.
+                super::pipeline::warn_once(
+                    &format!("ResponseSelector:no-responses:{key}"),
+                    &format!(
+                        "Unable to fetch responses for {key} This means that there is likely \
+                         an issue with the training data.Please make sure you have added \
+                         responses for this intent."
+                    ),
                 );
                 json!([{"text": key}])
             }
