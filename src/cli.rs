@@ -525,7 +525,18 @@ pub fn test_nlu(args: &crate::config::TestNluArgs) -> anyhow::Result<()> {
         .data
         .clone()
         .unwrap_or_else(|| args.project.join("data"));
-    let train = read_nlu_data(&data_path)?;
+    let mut train = read_nlu_data(&data_path)?;
+    // The response selector reports the domain's retrieval responses too (as `rasa
+    // train` merges them); a project without a readable domain just has none.
+    if let Some(domain) =
+        crate::agent::find_domain(&args.project).and_then(|p| crate::domain::Domain::load(&p).ok())
+    {
+        for (k, v) in &domain.responses {
+            if k.contains(crate::nlu::selector::RESPONSE_IDENTIFIER_DELIMITER) {
+                train.responses.insert(k.clone(), v.clone());
+            }
+        }
+    }
     let test = read_nlu_data(&args.nlu)?;
     if test.examples.is_empty() {
         return Err(ConfigError(format!(

@@ -262,3 +262,32 @@ async fn model_parse_has_rasas_response_selector_shape() {
     s.restart().await;
     assert_eq!(parse(&s, "do you speak german").await, before);
 }
+
+/// `palaver test nlu` on held-out paraphrases of the faq_bot reports the response
+/// selection (Rasa's response selection report) next to the intents.
+#[test]
+fn test_nlu_reports_response_selection() {
+    let bot = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faq_bot");
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("report.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palaver"))
+        .args(["test", "nlu"])
+        .arg(&bot)
+        .arg("--nlu")
+        .arg(bot.join("tests/test_nlu.yml"))
+        .arg("--json")
+        .arg(&json_path)
+        .env("PALAVER_NLU_CACHE", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("response selection accuracy"), "{stdout}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    let rs = &report["response_selection"];
+    assert_eq!(rs["examples"], 20);
+    // 20 of 20 held-out paraphrases when this was written; some room for change.
+    assert!(rs["accuracy"].as_f64().unwrap() >= 0.9, "{stdout}");
+    assert_eq!(rs["keys"]["faq/ask_name"]["support"], 4);
+    assert_eq!(report["intents"]["faq"]["support"], 12);
+}

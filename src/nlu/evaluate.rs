@@ -3,7 +3,9 @@
 //! most frequent confusions, and exact-match entity F1 per extractor. With an
 //! out-of-scope intent named, also in-scope accuracy and out-of-scope recall (the
 //! CLINC150 measures: a prediction of the out-of-scope intent or of `nlu_fallback`
-//! counts as out of scope). It also times each parse.
+//! counts as out of scope). With a `ResponseSelector` and test examples of retrieval
+//! intents (`faq/ask_name`), also the response selection accuracy and per-key scores
+//! (Rasa's response selection report). It also times each parse.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -15,6 +17,7 @@ use serde_json::Value;
 use super::fallback::NLU_FALLBACK;
 use super::model::{base_intent, NluModel};
 use super::pipeline::PipelineConfig;
+use super::selector::{split_intent_response_key, DEFAULT_SELECTOR};
 use crate::training_data::NluData;
 
 /// Precision, recall and F1 of one intent or extractor.
@@ -84,6 +87,30 @@ pub struct OutOfScope {
     pub out_of_scope: usize,
 }
 
+/// How well the response selectors pick the response keys of retrieval intents
+/// (`rasa test nlu`'s response selection report): each test example of `faq/ask_name`
+/// is scored by the selector of `faq`, else the `default` one.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ResponseSelection {
+    /// Test examples with a response key.
+    pub examples: usize,
+    /// Share whose predicted `intent_response_key` is the annotated one.
+    pub accuracy: f64,
+    /// Per response key.
+    pub keys: BTreeMap<String, Scores>,
+}
+
+/// The response key the parse's selectors predict for retrieval intent `base`.
+fn predicted_response_key(parsed: &crate::events::JsonMap, base: &str) -> Option<String> {
+    let rs = parsed.get("response_selector")?;
+    rs.get(base)
+        .or_else(|| rs.get(DEFAULT_SELECTOR))?
+        .get("response")?
+        .get("intent_response_key")?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// The whole evaluation.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
@@ -102,6 +129,9 @@ pub struct Report {
     pub entities: BTreeMap<String, Scores>,
     /// Out-of-scope measures, when an out-of-scope intent was named.
     pub out_of_scope: Option<OutOfScope>,
+    /// Response selection, when the pipeline has a `ResponseSelector` and the test
+    /// data retrieval intents.
+    pub response_selection: Option<ResponseSelection>,
     /// Parse latency percentiles in milliseconds (p50, p99), one parse at a time.
     pub parse_ms_p50: f64,
     /// See `parse_ms_p50`.
@@ -140,6 +170,10 @@ pub fn evaluate(model: &NluModel, test: &NluData, out_of_scope: Option<&str>) ->
     let mut ent: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
     let extractor_types = model.extractor_entity_types();
     let (mut ins, mut ins_ok, mut oos, mut oos_ok) = (0usize, 0usize, 0usize, 0usize);
+    // Response selection: gold key -> count, predicted key -> count, key -> correct.
+    let mut rs_gold: BTreeMap<String, usize> = BTreeMap::new();
+    let mut rs_pred: BTreeMap<String, usize> = BTreeMap::new();
+    let mut rs_tp: BTreeMap<String, usize> = BTreeMap::new();
     for ex in &test.examples {
         let started = Instant::now();
         let parsed = model.parse(&ex.text);
@@ -172,6 +206,17 @@ pub fn evaluate(model: &NluModel, test: &NluData, out_of_scope: Option<&str>) ->
                 ins += 1;
                 if predicted == gold {
                     ins_ok += 1;
+                }
+            }
+        }
+        if let (base, Some(key)) = split_intent_response_key(&ex.intent) {
+            if !model.selectors.is_empty() {
+                let predicted =
+                    predicted_response_key(&parsed, base).unwrap_or_else(|| "None".into());
+                *rs_gold.entry(key.to_owned()).or_default() += 1;
+                *rs_pred.entry(predicted.clone()).or_default() += 1;
+                if predicted == key {
+                    *rs_tp.entry(predicted).or_default() += 1;
                 }
             }
         }
@@ -257,6 +302,27 @@ pub fn evaluate(model: &NluModel, test: &NluData, out_of_scope: Option<&str>) ->
             recall: ratio(oos_ok, oos),
             in_scope: ins,
             out_of_scope: oos,
+        }),
+        response_selection: (!rs_gold.is_empty()).then(|| {
+            let examples: usize = rs_gold.values().sum();
+            let keys = rs_gold
+                .keys()
+                .chain(rs_pred.keys())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .map(|k| {
+                    let get = |m: &BTreeMap<String, usize>| m.get(k).copied().unwrap_or(0);
+                    (
+                        k.clone(),
+                        Scores::from_counts(get(&rs_tp), get(&rs_pred), get(&rs_gold)),
+                    )
+                })
+                .collect();
+            ResponseSelection {
+                examples,
+                accuracy: ratio(rs_tp.values().sum(), examples),
+                keys,
+            }
         }),
         parse_ms_p50: pct(0.5),
         parse_ms_p99: pct(0.99),
@@ -398,6 +464,26 @@ impl Report {
                 name, sc.precision, sc.recall, sc.f1, sc.support
             );
         }
+        if let Some(r) = &self.response_selection {
+            let _ = writeln!(
+                s,
+                "\nresponse selection accuracy {:.2}% ({} examples)",
+                r.accuracy * 100.0,
+                r.examples
+            );
+            let _ = writeln!(
+                s,
+                "{:<32} {:>9} {:>9} {:>9} {:>8}",
+                "response key", "precision", "recall", "f1", "support"
+            );
+            for (name, sc) in &r.keys {
+                let _ = writeln!(
+                    s,
+                    "{:<32} {:>9.3} {:>9.3} {:>9.3} {:>8}",
+                    name, sc.precision, sc.recall, sc.f1, sc.support
+                );
+            }
+        }
         if !self.entities.is_empty() {
             let _ = writeln!(
                 s,
@@ -467,5 +553,31 @@ mod tests {
                 support: 4
             }
         );
+    }
+
+    #[test]
+    fn scores_response_selection() {
+        let train = TrainingData::from_yaml(
+            "nlu:\n- intent: greet\n  examples: |\n    - hello\n    - hi\n- intent: faq/ask_name\n  examples: |\n    - what is your name\n    - who are you\n- intent: faq/ask_age\n  examples: |\n    - how old are you\n    - what is your age\n",
+        )
+        .unwrap();
+        let test = TrainingData::from_yaml(
+            "nlu:\n- intent: faq/ask_name\n  examples: |\n    - your name please\n- intent: faq/ask_age\n  examples: |\n    - how old\n- intent: greet\n  examples: |\n    - hello you\n",
+        )
+        .unwrap();
+        let with = json!({"pipeline": [{"name": "DIETClassifier"}, {"name": "ResponseSelector"}]});
+        let m = NluModel::train(&with, &train.nlu).unwrap();
+        let r = evaluate(&m, &test.nlu, None);
+        let rs = r.response_selection.clone().unwrap();
+        assert_eq!(rs.examples, 2);
+        assert_eq!(rs.accuracy, 1.0, "{}", r.table());
+        assert_eq!(rs.keys["faq/ask_name"].support, 1);
+        assert!(r.table().contains("response selection accuracy 100.00%"));
+        // The intent is scored by its base intent.
+        assert_eq!(r.intents["faq"].support, 2);
+        // No selector in the pipeline: no response selection report.
+        let without = json!({"pipeline": [{"name": "DIETClassifier"}]});
+        let m = NluModel::train(&without, &train.nlu).unwrap();
+        assert!(evaluate(&m, &test.nlu, None).response_selection.is_none());
     }
 }
