@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::cache;
 use super::fallback::NLU_FALLBACK;
-use super::features::{compile_patterns, Featurizer, Pattern};
+use super::features::{compile_patterns, Featurizer, Pattern, SparseVec};
 use super::intent::LinearClassifier;
 use super::pipeline::{self, PipelineConfig};
 use super::regex_entities::RegexEntityExtractor;
@@ -248,7 +248,18 @@ impl NluModel {
             return vec![(c.classes[0].clone(), 1.0)];
         }
         let x = self.featurizer.transform(text, tokens, &self.patterns);
-        c.rank(&x)
+        self.rank_intents_of(&x)
+    }
+
+    /// The ranked intents of a text's features (see [`NluModel::rank_intents`]).
+    fn rank_intents_of(&self, x: &SparseVec) -> Vec<(String, f64)> {
+        let Some(c) = &self.classifier else {
+            return Vec::new();
+        };
+        if c.classes.len() == 1 {
+            return vec![(c.classes[0].clone(), 1.0)];
+        }
+        c.rank(x)
             .into_iter()
             .map(|(i, p)| (c.classes[i].clone(), p as f64))
             .collect()
@@ -274,10 +285,15 @@ impl NluModel {
     /// `response_selector` when the pipeline has a `ResponseSelector`.
     pub fn parse(&self, text: &str) -> JsonMap {
         let tokens = tokenize(text);
-        let mut ranking: Vec<(String, f64)> = if tokens.is_empty() {
-            Vec::new()
-        } else {
-            self.rank_intents(text, &tokens)
+        // The sentence features, computed once when a trained response selector needs
+        // them as well as the intent classifier.
+        let shared_x = (!tokens.is_empty()
+            && self.selectors.iter().any(|s| s.classifier.is_some()))
+        .then(|| self.featurizer.transform(text, &tokens, &self.patterns));
+        let mut ranking: Vec<(String, f64)> = match (&shared_x, tokens.is_empty()) {
+            (_, true) => Vec::new(),
+            (Some(x), false) => self.rank_intents_of(x),
+            (None, false) => self.rank_intents(text, &tokens),
         };
         ranking.truncate(self.config.ranking_length.max(1));
         let mut intent = match ranking.first() {
@@ -312,11 +328,13 @@ impl NluModel {
             p.insert("intent_ranking".into(), Value::Array(ranking_json));
         }
         if !self.selectors.is_empty() {
-            let x = (!tokens.is_empty())
-                .then(|| self.featurizer.transform(text, &tokens, &self.patterns));
             p.insert(
                 "response_selector".into(),
-                selector::response_selector_json(&self.selectors, x.as_ref(), &self.responses),
+                selector::response_selector_json(
+                    &self.selectors,
+                    shared_x.as_ref(),
+                    &self.responses,
+                ),
             );
         }
         p
