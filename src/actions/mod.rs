@@ -343,3 +343,103 @@ fn two_stage_fallback(
     events.extend(clarified_message);
     events
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// A bot with the retrieval intent `faq` (from its NLU data) and no NLU pipeline:
+    /// the parse data of each test is written by hand.
+    fn agent() -> (tempfile::TempDir, Agent) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("config.yml"), "pipeline: []\npolicies: []\n").unwrap();
+        std::fs::write(
+            p.join("domain.yml"),
+            "intents: [faq]\nslots:\n  user_name:\n    type: text\n    initial_value: Ada\n    \
+             mappings: [{type: custom}]\nresponses:\n  utter_greet: [{text: hi}]\n",
+        )
+        .unwrap();
+        std::fs::create_dir(p.join("data")).unwrap();
+        std::fs::write(
+            p.join("data/nlu.yml"),
+            "nlu:\n- intent: faq/ask_name\n  examples: |\n    - who are you\n\
+             responses:\n  utter_faq/ask_name:\n  - text: I am palaver, {user_name}.\n",
+        )
+        .unwrap();
+        let agent = Agent::load_project(p, None, None, &Value::Null).unwrap();
+        (dir, agent)
+    }
+
+    fn tracker(agent: &Agent, parse_data: Value) -> DialogueStateTracker {
+        let events = [
+            json!({"event": "action", "name": "action_listen"}),
+            json!({"event": "user", "text": "who are you", "parse_data": parse_data}),
+        ]
+        .iter()
+        .filter_map(|v| Event::from_json(v).ok().flatten())
+        .collect();
+        DialogueStateTracker::from_events("t", agent.slots.clone(), events)
+    }
+
+    fn selected(key: &str, utter_action: Value) -> Value {
+        json!({"intent": {"name": "faq", "confidence": 0.9}, "entities": [],
+            "response_selector": {"all_retrieval_intents": ["faq"],
+                key: {"response": {"utter_action": utter_action}, "ranking": []}}})
+    }
+
+    #[test]
+    fn the_retrieval_action_sends_the_selected_response() {
+        let (_dir, a) = agent();
+        assert_eq!(
+            resolve(&a, "utter_faq"),
+            Some(ActionKind::RetrieveResponse("utter_faq".into()))
+        );
+        assert_eq!(
+            resolve(&a, "utter_greet"),
+            Some(ActionKind::Response("utter_greet".into()))
+        );
+        for key in ["default", "faq"] {
+            let t = tracker(&a, selected(key, json!("utter_faq/ask_name")));
+            let ActionOutcome::Events(events) = retrieve_response(&a, &t, "utter_faq", None) else {
+                panic!("the action ran");
+            };
+            assert_eq!(events.len(), 1);
+            let EventKind::Bot { text, .. } = &events[0].kind else {
+                panic!("a bot event");
+            };
+            assert_eq!(text.as_deref(), Some("I am palaver, Ada."));
+            assert_eq!(events[0].metadata["utter_action"], "utter_faq/ask_name");
+        }
+    }
+
+    #[test]
+    fn the_retrieval_action_without_a_selection_behaves_like_rasa() {
+        let (_dir, a) = agent();
+        // No response_selector (a shortcut): Rasa's action raises; its events are lost.
+        let t = tracker(
+            &a,
+            json!({"intent": {"name": "faq", "confidence": 1.0}, "entities": []}),
+        );
+        assert!(matches!(
+            retrieve_response(&a, &t, "utter_faq", None),
+            ActionOutcome::Failed(_)
+        ));
+        // A selector for another retrieval intent only: nothing is sent.
+        let t = tracker(&a, selected("chitchat", json!("utter_chitchat/x")));
+        assert!(matches!(
+            retrieve_response(&a, &t, "utter_faq", None),
+            ActionOutcome::Events(e) if e.is_empty()
+        ));
+        // An untrained selector (`utter_None`) or a response the domain lacks: nothing.
+        for action in ["utter_None", "utter_faq/unknown"] {
+            let t = tracker(&a, selected("default", json!(action)));
+            assert!(matches!(
+                retrieve_response(&a, &t, "utter_faq", None),
+                ActionOutcome::Events(e) if e.is_empty()
+            ));
+        }
+    }
+}
