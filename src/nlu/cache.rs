@@ -14,11 +14,12 @@ use sha2::{Digest, Sha256};
 
 use super::features::{max_idf, Featurizer};
 use super::intent::LinearClassifier;
+use super::mlp::MlpClassifier;
 use super::pipeline::PipelineConfig;
 use super::tagger::{EntityLabel, EntityTagger};
 use crate::training_data::NluData;
 
-const MAGIC: &[u8] = b"PALAVER-NLU-3\n";
+const MAGIC: &[u8] = b"PALAVER-NLU-4\n";
 
 /// The cache key of a pipeline trained on `data`.
 pub fn key(config: &PipelineConfig, data: &NluData) -> String {
@@ -74,6 +75,8 @@ pub struct Learned {
     pub featurizer: Featurizer,
     /// The classifier.
     pub classifier: Option<LinearClassifier>,
+    /// The feed-forward classifier.
+    pub mlp: Option<MlpClassifier>,
     /// The tagger.
     pub tagger: Option<EntityTagger>,
     /// The response selectors' classifiers, one per `ResponseSelector` of the pipeline
@@ -220,6 +223,15 @@ pub fn encode(l: &Learned) -> Vec<u8> {
         }
         None => w.0.push(0),
     }
+    match &l.mlp {
+        Some(m) => {
+            w.0.push(1);
+            w.u64(m.hidden as u64);
+            w.f32s(&m.w1);
+            w.f32s(&m.w2);
+        }
+        None => w.0.push(0),
+    }
     match &l.tagger {
         Some(t) => {
             w.0.push(1);
@@ -284,6 +296,27 @@ pub fn decode(bytes: &[u8], config: &PipelineConfig) -> Option<Learned> {
             Some(LinearClassifier { classes, dim, w, b })
         }
     };
+    let mlp = match (r.u8()?, &classifier) {
+        (0, _) => None,
+        (_, None) => return None,
+        (_, Some(c)) => {
+            let hidden = r.u64()? as usize;
+            let w1 = r.f32s()?;
+            let w2 = r.f32s()?;
+            if w1.len() != c.dim.checked_mul(hidden)?
+                || w2.len() != hidden.checked_mul(c.classes.len())?
+            {
+                return None;
+            }
+            Some(MlpClassifier {
+                classes: c.classes.clone(),
+                dim: c.dim,
+                hidden,
+                w1,
+                w2,
+            })
+        }
+    };
     let tagger = match r.u8()? {
         0 => None,
         _ => {
@@ -327,6 +360,7 @@ pub fn decode(bytes: &[u8], config: &PipelineConfig) -> Option<Learned> {
     Some(Learned {
         featurizer,
         classifier,
+        mlp,
         tagger,
         selectors,
         training_seconds,

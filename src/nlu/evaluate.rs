@@ -85,6 +85,21 @@ pub struct OutOfScope {
     pub in_scope: usize,
     /// Out-of-scope examples.
     pub out_of_scope: usize,
+    /// What a `FallbackClassifier` threshold would give on these examples: in-scope
+    /// accuracy and out-of-scope recall for thresholds 0, 0.05, ..., 0.95 applied to the
+    /// top intent's confidence (read from `intent_ranking`, before any fallback).
+    pub thresholds: Vec<ThresholdPoint>,
+}
+
+/// One point of the threshold curve (see [`OutOfScope::thresholds`]).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ThresholdPoint {
+    /// The threshold.
+    pub threshold: f64,
+    /// In-scope accuracy with it.
+    pub in_scope_accuracy: f64,
+    /// Out-of-scope recall with it.
+    pub recall: f64,
 }
 
 /// How well the response selectors pick the response keys of retrieval intents
@@ -174,6 +189,9 @@ pub fn evaluate(model: &NluModel, test: &NluData, out_of_scope: Option<&str>) ->
     let mut rs_gold: BTreeMap<String, usize> = BTreeMap::new();
     let mut rs_pred: BTreeMap<String, usize> = BTreeMap::new();
     let mut rs_tp: BTreeMap<String, usize> = BTreeMap::new();
+    // (top intent is the gold one, top intent is out of scope, gold is out of scope,
+    // top confidence), before any fallback.
+    let mut tops: Vec<(bool, bool, bool, f64)> = Vec::new();
     for ex in &test.examples {
         let started = Instant::now();
         let parsed = model.parse(&ex.text);
@@ -197,6 +215,22 @@ pub fn evaluate(model: &NluModel, test: &NluData, out_of_scope: Option<&str>) ->
             c.0 += 1;
         }
         if let Some(o) = out_of_scope {
+            let top = parsed
+                .get("intent_ranking")
+                .and_then(Value::as_array)
+                .and_then(|r| {
+                    r.iter()
+                        .find(|i| i.get("name").and_then(Value::as_str) != Some(NLU_FALLBACK))
+                })
+                .map(|i| {
+                    (
+                        i.get("name").and_then(Value::as_str).unwrap_or_default(),
+                        i.get("confidence").and_then(Value::as_f64).unwrap_or(0.0),
+                    )
+                });
+            if let Some((name, conf)) = top {
+                tops.push((name == gold, name == o, gold == o, conf));
+            }
             if gold == o {
                 oos += 1;
                 if predicted == o || predicted == NLU_FALLBACK {
@@ -300,6 +334,18 @@ pub fn evaluate(model: &NluModel, test: &NluData, out_of_scope: Option<&str>) ->
             intent: o.to_owned(),
             in_scope_accuracy: ratio(ins_ok, ins),
             recall: ratio(oos_ok, oos),
+            thresholds: (0..20)
+                .map(|step| {
+                    let t = step as f64 * 0.05;
+                    let ok = tops.iter().filter(|x| !x.2 && x.0 && x.3 >= t).count();
+                    let found = tops.iter().filter(|x| x.2 && (x.1 || x.3 < t)).count();
+                    ThresholdPoint {
+                        threshold: t,
+                        in_scope_accuracy: ratio(ok, ins),
+                        recall: ratio(found, oos),
+                    }
+                })
+                .collect(),
             in_scope: ins,
             out_of_scope: oos,
         }),
@@ -443,6 +489,24 @@ impl Report {
                 o.recall * 100.0,
                 o.out_of_scope
             );
+            let _ = writeln!(
+                s,
+                "with a FallbackClassifier threshold of (in-scope accuracy / out-of-scope recall):"
+            );
+            for chunk in o.thresholds.chunks(5) {
+                let line: Vec<String> = chunk
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{:.2}: {:.2}/{:.1}",
+                            p.threshold,
+                            p.in_scope_accuracy * 100.0,
+                            p.recall * 100.0
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(s, "  {}", line.join("   "));
+            }
         }
         let _ = writeln!(
             s,

@@ -49,6 +49,32 @@ const MIN_UPDATES: usize = 20_000;
 /// Most passes a small data set gets.
 const MAX_EPOCHS: usize = 300;
 
+/// The weight of each class's examples in training: inversely proportional to the
+/// class's size when `balanced`, times its `class_weights` entry.
+pub fn class_weights(classes: &[String], ys: &[usize], cfg: &ClassifierConfig) -> Vec<f32> {
+    let k = classes.len();
+    let mut counts = vec![0usize; k];
+    for &y in ys {
+        if let Some(c) = counts.get_mut(y) {
+            *c += 1;
+        }
+    }
+    let n = ys.len() as f32;
+    counts
+        .iter()
+        .zip(classes)
+        .map(|(&c, name)| {
+            let extra = cfg.class_weights.get(name).copied().unwrap_or(1.0);
+            extra
+                * if cfg.balanced && c > 0 {
+                    n / (k as f32 * c as f32)
+                } else {
+                    1.0
+                }
+        })
+        .collect()
+}
+
 /// A trained classifier.
 #[derive(Debug, Clone, Default)]
 pub struct LinearClassifier {
@@ -97,24 +123,7 @@ impl LinearClassifier {
         if k < 2 || xs.is_empty() {
             return m;
         }
-        let mut counts = vec![0usize; k];
-        for &y in ys {
-            counts[y] += 1;
-        }
-        let n = xs.len() as f32;
-        let weight: Vec<f32> = counts
-            .iter()
-            .zip(&m.classes)
-            .map(|(&c, name)| {
-                let extra = cfg.class_weights.get(name).copied().unwrap_or(1.0);
-                extra
-                    * if cfg.balanced && c > 0 {
-                        n / (k as f32 * c as f32)
-                    } else {
-                        1.0
-                    }
-            })
-            .collect();
+        let weight = class_weights(&m.classes, ys, cfg);
         let mut active: Vec<(usize, f32)> = Vec::with_capacity(k);
         let mut rng = Rng::new(cfg.seed);
         let mut order: Vec<usize> = (0..xs.len()).collect();

@@ -8,7 +8,8 @@
 //! The pipeline, in the order a text goes through it:
 //! * [`tokenizer`]: Rasa's `WhitespaceTokenizer`;
 //! * [`features`]: word and character n-grams, regex and lookup-table features;
-//! * [`intent`]: a linear classifier with calibrated confidences;
+//! * [`intent`]: a linear classifier with calibrated confidences, averaged with
+//!   [`mlp`], a one-hidden-layer network (`DIETClassifier`);
 //! * [`fallback`]: `FallbackClassifier` (`nlu_fallback`);
 //! * [`tagger`], [`regex_entities`]: entity extraction; [`synonyms`]: synonym mapping;
 //! * [`selector`]: `ResponseSelector` (the response key of a retrieval intent);
@@ -19,6 +20,7 @@ pub mod evaluate;
 pub mod fallback;
 pub mod features;
 pub mod intent;
+pub mod mlp;
 pub mod model;
 pub mod pipeline;
 pub mod regex_entities;

@@ -10,7 +10,8 @@ use serde_json::{json, Map, Value};
 use super::cache;
 use super::fallback::NLU_FALLBACK;
 use super::features::{compile_patterns, Featurizer, Pattern, SparseVec};
-use super::intent::LinearClassifier;
+use super::intent::{class_weights, LinearClassifier};
+use super::mlp::MlpClassifier;
 use super::pipeline::{self, PipelineConfig};
 use super::regex_entities::RegexEntityExtractor;
 use super::selector::{self, ResponseSelector};
@@ -31,6 +32,8 @@ pub struct NluModel {
     pub featurizer: Featurizer,
     /// Intent classifier (absent when the pipeline has none or the data no intents).
     pub classifier: Option<LinearClassifier>,
+    /// The feed-forward classifier averaged with `classifier` (same classes).
+    pub mlp: Option<MlpClassifier>,
     /// Entity tagger (absent when the pipeline has none or the data no annotations).
     pub tagger: Option<EntityTagger>,
     /// `RegexEntityExtractor`.
@@ -79,6 +82,7 @@ impl NluModel {
             &cache::Learned {
                 featurizer: model.featurizer.clone(),
                 classifier: model.classifier.clone(),
+                mlp: model.mlp.clone(),
                 tagger: model.tagger.clone(),
                 selectors: model
                     .selectors
@@ -114,6 +118,7 @@ impl NluModel {
             patterns,
             featurizer: learned.featurizer,
             classifier: learned.classifier,
+            mlp: learned.mlp,
             tagger: learned.tagger,
             regex_extractor,
             synonyms,
@@ -159,32 +164,54 @@ impl NluModel {
             .map(|(e, t)| (e.text.as_str(), t.clone()))
             .collect();
         let (featurizer, xs) = Featurizer::fit(config.featurizer.clone(), &texts, &patterns);
-        let classifier = config.classifier.as_ref().map(|cc| {
-            let mut classes: Vec<String> = Vec::new();
-            let ys: Vec<usize> = data
-                .examples
-                .iter()
-                .map(|e| {
-                    let name = base_intent(&e.intent);
-                    match classes.iter().position(|c| c == name) {
-                        Some(i) => i,
-                        None => {
-                            classes.push(name.to_owned());
-                            classes.len() - 1
+        let (classifier, mlp) = match config.classifier.as_ref() {
+            None => (None, None),
+            Some(cc) => {
+                let mut classes: Vec<String> = Vec::new();
+                let ys: Vec<usize> = data
+                    .examples
+                    .iter()
+                    .map(|e| {
+                        let name = base_intent(&e.intent);
+                        match classes.iter().position(|c| c == name) {
+                            Some(i) => i,
+                            None => {
+                                classes.push(name.to_owned());
+                                classes.len() - 1
+                            }
                         }
-                    }
+                    })
+                    .collect();
+                if large {
+                    tracing::info!(
+                        intents = classes.len(),
+                        features = featurizer.dim(),
+                        epochs = cc.epochs,
+                        hidden_units = config.mlp.as_ref().map_or(0, |m| m.hidden),
+                        "NLU: training the intent classifier"
+                    );
+                }
+                let dim = featurizer.dim();
+                // The two models learn independently: one thread each.
+                std::thread::scope(|s| {
+                    let mlp = config.mlp.as_ref().filter(|_| classes.len() > 1).map(|mc| {
+                        let weights = class_weights(&classes, &ys, cc);
+                        let (classes, xs, ys) = (classes.clone(), &xs, &ys);
+                        s.spawn(move || {
+                            let progress = |epoch: usize, epochs: usize| {
+                                if large {
+                                    tracing::info!(epoch, epochs, "NLU: hidden layer epoch done");
+                                }
+                            };
+                            MlpClassifier::train(classes, dim, xs, ys, &weights, mc, &progress)
+                        })
+                    });
+                    let linear = LinearClassifier::train(classes.clone(), dim, &xs, &ys, cc);
+                    let mlp = mlp.and_then(|handle| handle.join().ok());
+                    (Some(linear), mlp)
                 })
-                .collect();
-            if large {
-                tracing::info!(
-                    intents = classes.len(),
-                    features = featurizer.dim(),
-                    epochs = cc.epochs,
-                    "NLU: training the intent classifier"
-                );
             }
-            LinearClassifier::train(classes, featurizer.dim(), &xs, &ys, cc)
-        });
+        };
         let selectors: Vec<ResponseSelector> = config
             .selectors
             .iter()
@@ -229,6 +256,7 @@ impl NluModel {
             patterns,
             featurizer,
             classifier,
+            mlp,
             tagger,
             regex_extractor,
             synonyms,
@@ -259,7 +287,19 @@ impl NluModel {
         if c.classes.len() == 1 {
             return vec![(c.classes[0].clone(), 1.0)];
         }
-        c.rank(x)
+        let mut p = c.predict_proba(x);
+        if let (Some(m), Some(mc)) = (&self.mlp, &self.config.mlp) {
+            let q = m.predict_proba(x);
+            if q.len() == p.len() {
+                let a = mc.weight;
+                for (pc, qc) in p.iter_mut().zip(q) {
+                    *pc = (1.0 - a) * *pc + a * qc;
+                }
+            }
+        }
+        let mut ranked: Vec<(usize, f32)> = p.into_iter().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked
             .into_iter()
             .map(|(i, p)| (c.classes[i].clone(), p as f64))
             .collect()
@@ -359,6 +399,7 @@ impl NluModel {
     pub fn memory(&self) -> usize {
         self.featurizer.memory()
             + self.classifier.as_ref().map_or(0, LinearClassifier::memory)
+            + self.mlp.as_ref().map_or(0, MlpClassifier::memory)
             + self.tagger.as_ref().map_or(0, EntityTagger::memory)
             + self
                 .selectors

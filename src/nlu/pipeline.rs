@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::fallback::FallbackConfig;
 use super::features::{Analyzer, FeaturizerConfig, NgramConfig};
 use super::intent::ClassifierConfig;
+use super::mlp::MlpConfig;
 use super::regex_entities::RegexExtractorConfig;
 use super::selector::SelectorConfig;
 
@@ -34,6 +35,10 @@ pub struct PipelineConfig {
     pub featurizer: FeaturizerConfig,
     /// The intent classifier, if any.
     pub classifier: Option<ClassifierConfig>,
+    /// A feed-forward classifier averaged with the linear one (`DIETClassifier`,
+    /// unless its `palaver_hidden_units` is 0).
+    #[serde(default)]
+    pub mlp: Option<MlpConfig>,
     /// The trained entity tagger, if any.
     pub tagger: Option<TaggerConfig>,
     /// `RegexEntityExtractor`, if listed.
@@ -97,6 +102,29 @@ fn opt_bool(c: &Value, key: &str) -> Option<bool> {
     c.get(key).and_then(Value::as_bool)
 }
 
+/// `DIETClassifier`'s feed-forward part: `palaver_hidden_units` (0 turns it off),
+/// `palaver_hidden_epochs`, `palaver_hidden_learning_rate`, `palaver_hidden_dropout`
+/// and `palaver_hidden_weight` (its share of the averaged confidences).
+fn mlp_config(c: &Value) -> Option<MlpConfig> {
+    let d = MlpConfig::default();
+    let hidden = opt_usize(c, "palaver_hidden_units").unwrap_or(d.hidden);
+    if hidden == 0 {
+        return None;
+    }
+    Some(MlpConfig {
+        hidden,
+        epochs: opt_usize(c, "palaver_hidden_epochs")
+            .unwrap_or(d.epochs)
+            .max(1),
+        learning_rate: opt_f64(c, "palaver_hidden_learning_rate")
+            .map_or(d.learning_rate, |v| v as f32),
+        dropout: opt_f64(c, "palaver_hidden_dropout")
+            .map_or(d.dropout, |v| v.clamp(0.0, 0.9) as f32),
+        weight: opt_f64(c, "palaver_hidden_weight").map_or(d.weight, |v| v.clamp(0.0, 1.0) as f32),
+        seed: d.seed,
+    })
+}
+
 /// Maps config.yml (the whole file) to palaver's pipeline. Returns `None` when the
 /// pipeline is empty. Unknown components are warned about once.
 pub fn from_config(config: &Value) -> Option<PipelineConfig> {
@@ -121,6 +149,7 @@ pub fn from_config(config: &Value) -> Option<PipelineConfig> {
             min_df: 1,
         },
         classifier: None,
+        mlp: None,
         tagger: None,
         regex_extractor: None,
         synonyms: false,
@@ -205,6 +234,9 @@ pub fn from_config(config: &Value) -> Option<PipelineConfig> {
                         }
                     }
                     p.classifier = Some(cc);
+                    if short == "DIETClassifier" {
+                        p.mlp = mlp_config(c);
+                    }
                 }
                 if let Some(n) = opt_usize(c, "ranking_length") {
                     p.ranking_length = n;
@@ -270,6 +302,9 @@ pub fn from_config(config: &Value) -> Option<PipelineConfig> {
     }
     if let (Some(s), Some(c)) = (seed, p.classifier.as_mut()) {
         c.seed = s;
+    }
+    if let (Some(s), Some(m)) = (seed, p.mlp.as_mut()) {
+        m.seed = s;
     }
     if p.is_empty() {
         return None;
