@@ -598,6 +598,14 @@ mod tests {
         assert_eq!(r.examples, 4);
         let o = r.out_of_scope.clone().unwrap();
         assert_eq!((o.in_scope, o.out_of_scope), (3, 1));
+        // The threshold curve: at 0 it is the plain prediction; at 0.95 nearly every
+        // prediction falls back, so recall is full and accuracy can only drop.
+        assert_eq!(o.thresholds.len(), 20);
+        assert_eq!(o.thresholds[0].in_scope_accuracy, o.in_scope_accuracy);
+        let last = o.thresholds.last().unwrap();
+        assert_eq!(last.recall, 1.0);
+        assert!(last.in_scope_accuracy <= o.in_scope_accuracy);
+        assert!(r.table().contains("0.95: "));
         assert!(r.accuracy >= 0.5, "{}", r.table());
         assert_eq!(r.intents["greet"].support, 1);
         assert!(r.entities.contains_key("DIETClassifier"));

@@ -380,6 +380,7 @@ mod tests {
         let cfg = MlpConfig {
             hidden: 16,
             dropout: 0.0,
+            learning_rate: 0.02,
             ..MlpConfig::default()
         };
         let m = MlpClassifier::train(

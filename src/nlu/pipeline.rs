@@ -333,6 +333,25 @@ mod tests {
         assert_eq!(p.classifier.as_ref().map(|c| c.seed), Some(42));
         assert!(p.tagger.is_none() && p.fallback.is_none());
         assert!(p.selectors.is_empty());
+        // DIETClassifier: the hidden-layer network too, seeded like the rest.
+        assert_eq!(p.mlp.as_ref().map(|m| (m.hidden, m.seed)), Some((256, 42)));
+    }
+
+    #[test]
+    fn hidden_layer_options() {
+        let p = from_config(&json!({"pipeline": [{"name": "DIETClassifier",
+            "palaver_hidden_units": 64, "palaver_hidden_epochs": 3,
+            "palaver_hidden_weight": 2.0, "palaver_hidden_dropout": 0.1}]}))
+        .unwrap();
+        let m = p.mlp.unwrap();
+        assert_eq!((m.hidden, m.epochs, m.weight), (64, 3, 1.0));
+        assert!((m.dropout - 0.1).abs() < 1e-6);
+        let off = from_config(
+            &json!({"pipeline": [{"name": "DIETClassifier", "palaver_hidden_units": 0}]}),
+        );
+        assert!(off.unwrap().mlp.is_none());
+        let linear = from_config(&json!({"pipeline": [{"name": "LogisticRegressionClassifier"}]}));
+        assert!(linear.unwrap().mlp.is_none());
     }
 
     #[test]
