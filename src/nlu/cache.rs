@@ -213,13 +213,7 @@ pub fn encode(l: &Learned) -> Vec<u8> {
     match &l.classifier {
         Some(c) => {
             w.0.push(1);
-            w.u64(c.classes.len() as u64);
-            for name in &c.classes {
-                w.str(name);
-            }
-            w.u64(c.dim as u64);
-            w.f32s(&c.w);
-            w.f32s(&c.b);
+            w.classifier(c);
         }
         None => w.0.push(0),
     }
@@ -284,17 +278,7 @@ pub fn decode(bytes: &[u8], config: &PipelineConfig) -> Option<Learned> {
     };
     let classifier = match r.u8()? {
         0 => None,
-        _ => {
-            let k = r.len()?;
-            let classes = (0..k).map(|_| r.str()).collect::<Option<Vec<_>>>()?;
-            let dim = r.u64()? as usize;
-            let w = r.f32s()?;
-            let b = r.f32s()?;
-            if w.len() != dim.checked_mul(k)? || b.len() != k {
-                return None;
-            }
-            Some(LinearClassifier { classes, dim, w, b })
-        }
+        _ => Some(r.classifier()?),
     };
     let mlp = match (r.u8()?, &classifier) {
         (0, _) => None,
