@@ -34,6 +34,15 @@ impl SparseVec {
     pub fn is_empty(&self) -> bool {
         self.idx.is_empty()
     }
+
+    /// A vector from `(index, value)` pairs in ascending index order (for tests).
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(u32, f32)]) -> SparseVec {
+        SparseVec {
+            idx: pairs.iter().map(|p| p.0).collect(),
+            val: pairs.iter().map(|p| p.1).collect(),
+        }
+    }
 }
 
 /// What the n-gram featurizers extract (Rasa's `CountVectorsFeaturizer` options).

@@ -90,7 +90,8 @@ pub struct LinearClassifier {
     pub b: Vec<f32>,
 }
 
-fn softmax(z: &mut [f32]) {
+/// Turns scores into probabilities in place (shared with [`super::mlp`]).
+pub(super) fn softmax(z: &mut [f32]) {
     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for v in z.iter_mut() {
@@ -225,30 +226,26 @@ impl LinearClassifier {
 mod tests {
     use super::*;
 
-    fn v(pairs: &[(u32, f32)]) -> SparseVec {
-        SparseVec {
-            idx: pairs.iter().map(|p| p.0).collect(),
-            val: pairs.iter().map(|p| p.1).collect(),
-        }
-    }
-
     #[test]
     fn learns_separable_classes_with_confidences_that_sum_to_one() {
         let xs = vec![
-            v(&[(0, 1.0)]),
-            v(&[(0, 0.8), (2, 0.6)]),
-            v(&[(1, 1.0)]),
-            v(&[(1, 0.8), (2, 0.6)]),
+            SparseVec::from_pairs(&[(0, 1.0)]),
+            SparseVec::from_pairs(&[(0, 0.8), (2, 0.6)]),
+            SparseVec::from_pairs(&[(1, 1.0)]),
+            SparseVec::from_pairs(&[(1, 0.8), (2, 0.6)]),
         ];
         let ys = vec![0, 0, 1, 1];
         let cfg = ClassifierConfig::default();
         let m = LinearClassifier::train(vec!["a".into(), "b".into()], 3, &xs, &ys, &cfg);
-        let p = m.predict_proba(&v(&[(0, 1.0)]));
+        let p = m.predict_proba(&SparseVec::from_pairs(&[(0, 1.0)]));
         assert!(p[0] > 0.9, "{p:?}");
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-        assert_eq!(m.rank(&v(&[(1, 1.0)]))[0].0, 1);
+        assert_eq!(m.rank(&SparseVec::from_pairs(&[(1, 1.0)]))[0].0, 1);
         // Unknown features are ignored; the same seed gives the same weights.
-        assert_eq!(m.predict_proba(&v(&[(7, 1.0)])).len(), 2);
+        assert_eq!(
+            m.predict_proba(&SparseVec::from_pairs(&[(7, 1.0)])).len(),
+            2
+        );
         let again = LinearClassifier::train(vec!["a".into(), "b".into()], 3, &xs, &ys, &cfg);
         assert_eq!(m.w, again.w);
     }

@@ -17,6 +17,7 @@ use multiversion::multiversion;
 use serde::{Deserialize, Serialize};
 
 use super::features::SparseVec;
+use super::intent::softmax;
 use super::rng::Rng;
 
 /// Training settings (`palaver_hidden_*` options of `DIETClassifier`).
@@ -141,20 +142,6 @@ fn sum_of_squares(x: &[f32]) -> f32 {
 fn unit(rng: &mut Rng) -> f32 {
     let u = (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
     (2.0 * u - 1.0) * 1.732_050_8
-}
-
-fn softmax(z: &mut [f32]) {
-    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in z.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    if sum > 0.0 {
-        for v in z.iter_mut() {
-            *v /= sum;
-        }
-    }
 }
 
 impl MlpClassifier {
@@ -360,21 +347,14 @@ fn fit(
 mod tests {
     use super::*;
 
-    fn v(pairs: &[(u32, f32)]) -> SparseVec {
-        SparseVec {
-            idx: pairs.iter().map(|p| p.0).collect(),
-            val: pairs.iter().map(|p| p.1).collect(),
-        }
-    }
-
     /// XOR of two features: no linear model separates it, one hidden layer does.
     #[test]
     fn learns_a_class_a_linear_model_cannot() {
         let xs = vec![
-            v(&[(0, 1.0), (2, 1.0)]),
-            v(&[(1, 1.0), (3, 1.0)]),
-            v(&[(0, 1.0), (3, 1.0)]),
-            v(&[(1, 1.0), (2, 1.0)]),
+            SparseVec::from_pairs(&[(0, 1.0), (2, 1.0)]),
+            SparseVec::from_pairs(&[(1, 1.0), (3, 1.0)]),
+            SparseVec::from_pairs(&[(0, 1.0), (3, 1.0)]),
+            SparseVec::from_pairs(&[(1, 1.0), (2, 1.0)]),
         ];
         let ys = vec![0, 0, 1, 1];
         let cfg = MlpConfig {
@@ -398,7 +378,7 @@ mod tests {
             assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         }
         // No known feature: every class equally likely.
-        let p = m.predict_proba(&v(&[(9, 1.0)]));
+        let p = m.predict_proba(&SparseVec::from_pairs(&[(9, 1.0)]));
         assert!((p[0] - 0.5).abs() < 1e-6, "{p:?}");
         // The same seed gives the same weights; another seed others.
         let again = MlpClassifier::train(

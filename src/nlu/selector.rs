@@ -319,13 +319,6 @@ mod tests {
     use super::*;
     use crate::training_data::TrainingData;
 
-    fn v(pairs: &[(u32, f32)]) -> SparseVec {
-        SparseVec {
-            idx: pairs.iter().map(|p| p.0).collect(),
-            val: pairs.iter().map(|p| p.1).collect(),
-        }
-    }
-
     const DATA: &str = "nlu:
 - intent: greet
   examples: |
@@ -353,7 +346,9 @@ responses:
 
     /// One feature per example: example i has feature i.
     fn xs(n: usize) -> Vec<SparseVec> {
-        (0..n).map(|i| v(&[(i as u32, 1.0)])).collect()
+        (0..n)
+            .map(|i| SparseVec::from_pairs(&[(i as u32, 1.0)]))
+            .collect()
     }
 
     #[test]
@@ -377,7 +372,7 @@ responses:
         );
         assert_eq!(s.all_retrieval_intents, ["chitchat", "faq"]);
         // "who are you" (example 2) -> faq/ask_name with its responses.
-        let out = s.predict(Some(&v(&[(2, 1.0)])), &d.responses);
+        let out = s.predict(Some(&SparseVec::from_pairs(&[(2, 1.0)])), &d.responses);
         let r = &out["response"];
         assert_eq!(r["intent_response_key"], "faq/ask_name");
         assert_eq!(r["utter_action"], "utter_faq/ask_name");
@@ -395,7 +390,7 @@ responses:
             .collect();
         assert_eq!(keys, ["confidence", "intent_response_key"]);
         // A key without responses: Rasa sends the key itself as the text.
-        let out = s.predict(Some(&v(&[(3, 1.0)])), &d.responses);
+        let out = s.predict(Some(&SparseVec::from_pairs(&[(3, 1.0)])), &d.responses);
         assert_eq!(out["response"]["intent_response_key"], "faq/ask_age");
         assert_eq!(
             out["response"]["responses"],
@@ -419,7 +414,11 @@ responses:
             s.classifier.as_ref().unwrap().classes,
             ["chitchat/ask_weather"]
         );
-        let out = response_selector_json(&[s], Some(&v(&[(1, 1.0)])), &d.responses);
+        let out = response_selector_json(
+            &[s],
+            Some(&SparseVec::from_pairs(&[(1, 1.0)])),
+            &d.responses,
+        );
         assert_eq!(out["all_retrieval_intents"], json!(["chitchat", "faq"]));
         assert_eq!(out["chitchat"]["response"]["confidence"], 1.0);
         assert_eq!(
@@ -436,7 +435,8 @@ responses:
             .nlu;
         let s = ResponseSelector::train(SelectorConfig::default(), &d, &xs(1), 1);
         assert!(s.classifier.is_none());
-        let out = response_selector_json(&[s], Some(&v(&[(0, 1.0)])), &Map::new());
+        let out =
+            response_selector_json(&[s], Some(&SparseVec::from_pairs(&[(0, 1.0)])), &Map::new());
         assert_eq!(
             out,
             json!({"all_retrieval_intents": [], "default": {"response": {
