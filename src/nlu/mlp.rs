@@ -363,15 +363,11 @@ mod tests {
             learning_rate: 0.02,
             ..MlpConfig::default()
         };
-        let m = MlpClassifier::train(
-            vec!["a".into(), "b".into()],
-            4,
-            &xs,
-            &ys,
-            &[1.0, 1.0],
-            &cfg,
-            &|_, _| {},
-        );
+        let train = |cfg: &MlpConfig| {
+            let classes = vec!["a".into(), "b".into()];
+            MlpClassifier::train(classes, 4, &xs, &ys, &[1.0, 1.0], cfg, &|_, _| {})
+        };
+        let m = train(&cfg);
         for (x, &y) in xs.iter().zip(&ys) {
             let p = m.predict_proba(x);
             assert!(p[y] > 0.8, "{p:?} for class {y}");
@@ -381,26 +377,10 @@ mod tests {
         let p = m.predict_proba(&SparseVec::from_pairs(&[(9, 1.0)]));
         assert!((p[0] - 0.5).abs() < 1e-6, "{p:?}");
         // The same seed gives the same weights; another seed others.
-        let again = MlpClassifier::train(
-            vec!["a".into(), "b".into()],
-            4,
-            &xs,
-            &ys,
-            &[1.0, 1.0],
-            &cfg,
-            &|_, _| {},
-        );
+        let again = train(&cfg);
         assert_eq!(m.w1, again.w1);
         assert_eq!(m.w2, again.w2);
-        let other = MlpClassifier::train(
-            vec!["a".into(), "b".into()],
-            4,
-            &xs,
-            &ys,
-            &[1.0, 1.0],
-            &MlpConfig { seed: 7, ..cfg },
-            &|_, _| {},
-        );
+        let other = train(&MlpConfig { seed: 7, ..cfg });
         assert_ne!(m.w1, other.w1);
     }
 }
