@@ -468,6 +468,23 @@ pub fn pick_threshold(
     })
 }
 
+/// Appends a precision/recall/F1/support table, one row per name, to `s`; `heading`
+/// names the first column.
+fn scores_table(s: &mut String, heading: &str, rows: &BTreeMap<String, Scores>) {
+    let _ = writeln!(
+        s,
+        "{:<32} {:>9} {:>9} {:>9} {:>8}",
+        heading, "precision", "recall", "f1", "support"
+    );
+    for (name, sc) in rows {
+        let _ = writeln!(
+            s,
+            "{:<32} {:>9.3} {:>9.3} {:>9.3} {:>8}",
+            name, sc.precision, sc.recall, sc.f1, sc.support
+        );
+    }
+}
+
 impl Report {
     /// A readable table.
     pub fn table(&self) -> String {
@@ -516,18 +533,8 @@ impl Report {
             self.parse_ms_p99,
             self.model_bytes as f64 / (1024.0 * 1024.0)
         );
-        let _ = writeln!(
-            s,
-            "\n{:<32} {:>9} {:>9} {:>9} {:>8}",
-            "intent", "precision", "recall", "f1", "support"
-        );
-        for (name, sc) in &self.intents {
-            let _ = writeln!(
-                s,
-                "{:<32} {:>9.3} {:>9.3} {:>9.3} {:>8}",
-                name, sc.precision, sc.recall, sc.f1, sc.support
-            );
-        }
+        s.push('\n');
+        scores_table(&mut s, "intent", &self.intents);
         if let Some(r) = &self.response_selection {
             let _ = writeln!(
                 s,
@@ -535,32 +542,11 @@ impl Report {
                 r.accuracy * 100.0,
                 r.examples
             );
-            let _ = writeln!(
-                s,
-                "{:<32} {:>9} {:>9} {:>9} {:>8}",
-                "response key", "precision", "recall", "f1", "support"
-            );
-            for (name, sc) in &r.keys {
-                let _ = writeln!(
-                    s,
-                    "{:<32} {:>9.3} {:>9.3} {:>9.3} {:>8}",
-                    name, sc.precision, sc.recall, sc.f1, sc.support
-                );
-            }
+            scores_table(&mut s, "response key", &r.keys);
         }
         if !self.entities.is_empty() {
-            let _ = writeln!(
-                s,
-                "\n{:<32} {:>9} {:>9} {:>9} {:>8}",
-                "entity extractor", "precision", "recall", "f1", "support"
-            );
-            for (name, sc) in &self.entities {
-                let _ = writeln!(
-                    s,
-                    "{:<32} {:>9.3} {:>9.3} {:>9.3} {:>8}",
-                    name, sc.precision, sc.recall, sc.f1, sc.support
-                );
-            }
+            s.push('\n');
+            scores_table(&mut s, "entity extractor", &self.entities);
         }
         if !self.confusions.is_empty() {
             let _ = writeln!(s, "\nconfusions (gold -> predicted, count, example):");
