@@ -20,17 +20,6 @@ async fn faq_bot() -> Server {
     .await
 }
 
-async fn parse(s: &Server, text: &str) -> Value {
-    let (status, body) = send(
-        s.client
-            .post(s.url(&format!("/model/parse?token={TOKEN}")))
-            .json(&json!({"text": text})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
 fn keys(v: &Value) -> Vec<&str> {
     v.as_object()
         .map(|o| o.keys().map(String::as_str).collect())
@@ -139,7 +128,7 @@ async fn free_text_questions_get_the_selected_faq_answer() {
 #[tokio::test]
 async fn model_parse_has_rasas_response_selector_shape() {
     let s = faq_bot().await;
-    let p = parse(&s, "what is your name").await;
+    let p = s.parse("what is your name").await;
     assert_eq!(
         keys(&p),
         [
@@ -214,7 +203,7 @@ async fn model_parse_has_rasas_response_selector_shape() {
         .unwrap()
         .starts_with("chitchat/"));
 
-    let p = parse(&s, "is it raining").await;
+    let p = s.parse("is it raining").await;
     assert_eq!(p["intent"]["name"], "chitchat");
     assert_eq!(
         p["intent"]["full_retrieval_intent_name"],
@@ -225,7 +214,7 @@ async fn model_parse_has_rasas_response_selector_shape() {
         json!([{"text": "Always sunny in the server room, {user_name}."}])
     );
     // Not a retrieval intent: no full name, the selectors still answer.
-    let p = parse(&s, "hello").await;
+    let p = s.parse("hello").await;
     assert_eq!(p["intent"]["name"], "greet");
     assert!(p["intent"].get("full_retrieval_intent_name").is_none());
     assert!(p["response_selector"]["default"]["response"].is_object());
@@ -253,14 +242,14 @@ async fn model_parse_has_rasas_response_selector_shape() {
     );
 
     // The selectors are cached with the rest of the model: a restart parses the same.
-    let before = parse(&s, "do you speak german").await;
+    let before = s.parse("do you speak german").await;
     assert_eq!(
         before["response_selector"]["default"]["response"]["intent_response_key"],
         "faq/ask_languages"
     );
     let mut s = s;
     s.restart().await;
-    assert_eq!(parse(&s, "do you speak german").await, before);
+    assert_eq!(s.parse("do you speak german").await, before);
 }
 
 /// `palaver test nlu` on held-out paraphrases of the faq_bot reports the response

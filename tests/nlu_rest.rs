@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{send, Options, Server, TOKEN};
+use common::{Options, Server};
 use serde_json::{json, Value};
 
 fn bot(name: &str) -> PathBuf {
@@ -21,17 +21,6 @@ async fn say(s: &Server, sender: &str, text: &str) -> Vec<String> {
         .iter()
         .filter_map(|m| m["text"].as_str().map(str::to_owned))
         .collect()
-}
-
-async fn parse(s: &Server, text: &str) -> Value {
-    let (status, body) = send(
-        s.client
-            .post(s.url(&format!("/model/parse?token={TOKEN}")))
-            .json(&json!({"text": text})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body
 }
 
 #[tokio::test]
@@ -55,7 +44,7 @@ async fn free_text_reaches_the_rules_of_the_reference_bot() {
         json!({"name": "greet", "confidence": 1.0})
     );
 
-    let p = parse(&s, "hello").await;
+    let p = s.parse("hello").await;
     assert_eq!(p["text"], "hello");
     assert_eq!(p["intent"]["name"], "greet");
     assert_eq!(p["entities"], json!([]));
@@ -75,7 +64,7 @@ async fn free_text_reaches_the_rules_of_the_reference_bot() {
     assert_eq!(files.len(), 1, "{files:?}");
     let mut s = s;
     s.restart().await;
-    assert_eq!(parse(&s, "hello").await, p);
+    assert_eq!(s.parse("hello").await, p);
 }
 
 #[tokio::test]
@@ -114,7 +103,7 @@ async fn a_remote_nlu_server_parses_instead() {
         t["latest_message"]["intent"],
         json!({"name": "greet", "confidence": 0.8})
     );
-    assert_eq!(parse(&s, "salut").await["intent"]["name"], "greet");
+    assert_eq!(s.parse("salut").await["intent"]["name"], "greet");
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
         seen[0],
@@ -143,7 +132,7 @@ async fn entities_roles_synonyms_and_fallback_of_the_nlu_bot() {
         ["Your zip code is 80331."]
     );
 
-    let p = parse(&s, "a ticket from nyc to Rome").await;
+    let p = s.parse("a ticket from nyc to Rome").await;
     assert_eq!(p["intent"]["name"], "book_flight");
     let ents = p["entities"].as_array().unwrap();
     let from = ents
@@ -159,13 +148,13 @@ async fn entities_roles_synonyms_and_fallback_of_the_nlu_bot() {
     assert_eq!(from["value"], "New York");
     assert_eq!(from["processors"], json!(["EntitySynonymMapper"]));
 
-    let p = parse(&s, "one coke please").await;
+    let p = s.parse("one coke please").await;
     let drink = &p["entities"][0];
     assert_eq!(
         (drink["entity"].as_str(), drink["value"].as_str()),
         (Some("drink"), Some("cola"))
     );
-    let p = parse(&s, "one lemonade please").await;
+    let p = s.parse("one lemonade please").await;
     let drink = p["entities"]
         .as_array()
         .unwrap()
@@ -179,7 +168,7 @@ async fn entities_roles_synonyms_and_fallback_of_the_nlu_bot() {
                "extractor": "RegexEntityExtractor"})
     );
 
-    let p = parse(&s, "qwxz vbnm").await;
+    let p = s.parse("qwxz vbnm").await;
     assert_eq!(
         p["intent"],
         json!({"name": "nlu_fallback", "confidence": 0.3})

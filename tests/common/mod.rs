@@ -192,6 +192,18 @@ impl Server {
             .expect("the REST channel answers with a list")
     }
 
+    /// `POST /model/parse` with `{"text"}`: asserts a 200 and gives the parse data.
+    pub async fn parse(&self, text: &str) -> Value {
+        let (status, body) = send(
+            self.client
+                .post(self.url(&format!("/model/parse?token={TOKEN}")))
+                .json(&serde_json::json!({"text": text})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     /// `POST /conversations/{id}/tracker/events?token=...` with extra query.
     pub async fn post_events(&self, id: &str, body: &Value, query: &str) -> (u16, Value) {
         let url = self.url(&format!(
