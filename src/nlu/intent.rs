@@ -105,6 +105,14 @@ pub(super) fn softmax(z: &mut [f32]) {
     }
 }
 
+/// Class probabilities as `(class, probability)` pairs, most probable first, ties
+/// in class order (shared with [`super::model::NluModel`]'s averaged ranking).
+pub(super) fn ranked(p: Vec<f32>) -> Vec<(usize, f32)> {
+    let mut ranked: Vec<(usize, f32)> = p.into_iter().enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked
+}
+
 impl LinearClassifier {
     /// Trains on `xs` with labels `ys` (indices into `classes`).
     pub fn train(
@@ -210,10 +218,7 @@ impl LinearClassifier {
 
     /// `(class, confidence)` pairs, most confident first.
     pub fn rank(&self, x: &SparseVec) -> Vec<(usize, f32)> {
-        let p = self.predict_proba(x);
-        let mut ranked: Vec<(usize, f32)> = p.into_iter().enumerate().collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked
+        ranked(self.predict_proba(x))
     }
 
     /// Approximate heap size in bytes.

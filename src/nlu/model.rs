@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::cache;
 use super::fallback::NLU_FALLBACK;
 use super::features::{compile_patterns, Featurizer, Pattern, SparseVec};
-use super::intent::{class_weights, LinearClassifier};
+use super::intent::{class_weights, ranked, LinearClassifier};
 use super::mlp::MlpClassifier;
 use super::pipeline::{self, PipelineConfig};
 use super::regex_entities::RegexEntityExtractor;
@@ -269,14 +269,10 @@ impl NluModel {
 
     /// The ranked intents of a text: `(name, confidence)`, best first, all of them.
     pub fn rank_intents(&self, text: &str, tokens: &[Token]) -> Vec<(String, f64)> {
-        let Some(c) = &self.classifier else {
+        if self.classifier.is_none() {
             return Vec::new();
-        };
-        if c.classes.len() == 1 {
-            return vec![(c.classes[0].clone(), 1.0)];
         }
-        let x = self.featurizer.transform(text, tokens, &self.patterns);
-        self.rank_intents_of(&x)
+        self.rank_intents_of(&self.featurizer.transform(text, tokens, &self.patterns))
     }
 
     /// The ranked intents of a text's features (see [`NluModel::rank_intents`]).
@@ -297,9 +293,7 @@ impl NluModel {
                 }
             }
         }
-        let mut ranked: Vec<(usize, f32)> = p.into_iter().enumerate().collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked
+        ranked(p)
             .into_iter()
             .map(|(i, p)| (c.classes[i].clone(), p as f64))
             .collect()
@@ -325,16 +319,15 @@ impl NluModel {
     /// `response_selector` when the pipeline has a `ResponseSelector`.
     pub fn parse(&self, text: &str) -> JsonMap {
         let tokens = tokenize(text);
-        // The sentence features, computed once when a trained response selector needs
-        // them as well as the intent classifier.
-        let shared_x = (!tokens.is_empty()
-            && self.selectors.iter().any(|s| s.classifier.is_some()))
-        .then(|| self.featurizer.transform(text, &tokens, &self.patterns));
-        let mut ranking: Vec<(String, f64)> = match (&shared_x, tokens.is_empty()) {
-            (_, true) => Vec::new(),
-            (Some(x), false) => self.rank_intents_of(x),
-            (None, false) => self.rank_intents(text, &tokens),
-        };
+        // The sentence features, computed once for the intent classifier and the
+        // trained response selectors (none when nothing needs them or no tokens).
+        let needs_features =
+            self.classifier.is_some() || self.selectors.iter().any(|s| s.classifier.is_some());
+        let x = (!tokens.is_empty() && needs_features)
+            .then(|| self.featurizer.transform(text, &tokens, &self.patterns));
+        let mut ranking = x
+            .as_ref()
+            .map_or_else(Vec::new, |x| self.rank_intents_of(x));
         ranking.truncate(self.config.ranking_length.max(1));
         let mut intent = match ranking.first() {
             Some((name, conf)) => json!({"name": name, "confidence": conf}),
@@ -370,11 +363,7 @@ impl NluModel {
         if !self.selectors.is_empty() {
             p.insert(
                 "response_selector".into(),
-                selector::response_selector_json(
-                    &self.selectors,
-                    shared_x.as_ref(),
-                    &self.responses,
-                ),
+                selector::response_selector_json(&self.selectors, x.as_ref(), &self.responses),
             );
         }
         p
