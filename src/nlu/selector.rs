@@ -447,30 +447,29 @@ responses:
 
     #[test]
     fn full_retrieval_intent_name() {
-        let mut p: Map<String, Value> = serde_json::from_value(json!({
+        let updated = |parse_data: Value| {
+            let mut p: Map<String, Value> = serde_json::from_value(parse_data).unwrap();
+            update_full_retrieval_intent(&mut p);
+            p
+        };
+        let p = updated(json!({
             "intent": {"name": "faq", "confidence": 0.9},
             "response_selector": {"all_retrieval_intents": ["faq"],
                 "faq": {"response": {"intent_response_key": "faq/ask_name"}, "ranking": []}}
-        }))
-        .unwrap();
-        update_full_retrieval_intent(&mut p);
+        }));
         assert_eq!(p["intent"]["full_retrieval_intent_name"], "faq/ask_name");
         // Only a default selector: Rasa sets the key to null.
-        let mut p: Map<String, Value> = serde_json::from_value(json!({
+        let p = updated(json!({
             "intent": {"name": "faq", "confidence": 0.9},
             "response_selector": {"all_retrieval_intents": ["faq"],
                 "default": {"response": {"intent_response_key": "faq/ask_name"}, "ranking": []}}
-        }))
-        .unwrap();
-        update_full_retrieval_intent(&mut p);
+        }));
         assert_eq!(p["intent"]["full_retrieval_intent_name"], Value::Null);
         // Not a retrieval intent: untouched.
-        let mut p: Map<String, Value> = serde_json::from_value(json!({
+        let p = updated(json!({
             "intent": {"name": "greet", "confidence": 0.9},
             "response_selector": {"all_retrieval_intents": ["faq"]}
-        }))
-        .unwrap();
-        update_full_retrieval_intent(&mut p);
+        }));
         assert!(p["intent"].get("full_retrieval_intent_name").is_none());
     }
 }
